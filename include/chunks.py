@@ -1,0 +1,120 @@
+"""Chunk files of whole journeys (one per mapped API task) and requests within a chunk.
+
+A journey is never split: the API normalises each request on its own, so a journey spread over
+two requests would come back summing to 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+from include.journeys import Journey
+from include.runfiles import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+ApiRow = dict[str, object]
+ApiJourney = list[ApiRow]
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """What the mapped task needs to know about its chunk: small enough for XCom."""
+
+    index: int
+    total: int
+    path: str
+    journeys: int
+    sessions: int
+
+    @property
+    def label(self) -> str:
+        return f"chunk {self.index + 1}/{self.total} · {self.journeys} journeys"
+
+    def to_xcom(self) -> dict[str, object]:
+        return {**asdict(self), "label": self.label}
+
+    @classmethod
+    def from_xcom(cls, data: dict[str, object]) -> ChunkInfo:
+        return cls(**{k: v for k, v in data.items() if k != "label"})
+
+
+def effective_chunk_size(expected_journeys: int, chunk_size: int, max_chunks: int) -> int:
+    """The configured chunk size, grown when the chunk count would exceed ``max_chunks``."""
+    needed = math.ceil(expected_journeys / max_chunks) if expected_journeys else 1
+    if needed > chunk_size:
+        log.warning(
+            "chunk size %d would give more than %d chunks for %d journeys: using %d instead",
+            chunk_size,
+            max_chunks,
+            expected_journeys,
+            needed,
+        )
+        return needed
+    return chunk_size
+
+
+def chunk_path(chunk_dir: Path, index: int) -> Path:
+    return chunk_dir / f"chunk-{index:04d}.json"
+
+
+def write_chunks(journeys: Iterable[Journey], chunk_dir: Path, chunk_size: int) -> list[ChunkInfo]:
+    """Stream journeys into files of ``chunk_size`` journeys each; returns their descriptions."""
+    written: list[tuple[Path, int, int]] = []
+    buffer: list[ApiJourney] = []
+    sessions = 0
+
+    def flush() -> None:
+        nonlocal buffer, sessions
+        path = chunk_path(chunk_dir, len(written))
+        atomic_write_bytes(path, orjson.dumps({"journeys": buffer}))
+        written.append((path, len(buffer), sessions))
+        buffer, sessions = [], 0
+
+    for journey in journeys:
+        buffer.append(journey.to_api_rows())
+        sessions += len(journey.sessions)
+        if len(buffer) == chunk_size:
+            flush()
+    if buffer:
+        flush()
+    return [
+        ChunkInfo(index=i, total=len(written), path=str(path), journeys=j, sessions=s)
+        for i, (path, j, s) in enumerate(written)
+    ]
+
+
+def read_chunk(path: Path) -> list[ApiJourney]:
+    try:
+        return orjson.loads(path.read_bytes())["journeys"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"chunk file {path} is missing") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"chunk file {path} is not a valid chunk: {exc}") from exc
+
+
+def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
+    """Greedy, order-keeping packing of whole journeys under both per-request limits."""
+    requests: list[list[ApiJourney]] = []
+    current: list[ApiJourney] = []
+    current_sessions = 0
+    for journey in journeys:
+        if len(journey) > max_sessions:
+            raise ValueError(
+                f"journey {journey[0]['conversion_id']} has {len(journey)} sessions, more than the "
+                f"{max_sessions}-session request limit; it should have been trimmed"
+            )
+        if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
+            requests.append(current)
+            current, current_sessions = [], 0
+        current.append(journey)
+        current_sessions += len(journey)
+    if current:
+        requests.append(current)
+    return requests

@@ -1,0 +1,274 @@
+"""aiohttp client of the IHC attribution API: requests, retries, and answer validation.
+
+A chunk is packed into requests of whole journeys, sent concurrently up to a limit. Transient
+trouble (429, 5xx, timeouts, dropped connections, unreadable answers) is retried with
+exponential backoff and jitter; a rejected request (400, 401, 403, 406) fails at once. Every
+answer is checked before anything of it is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import orjson
+
+from include.chunks import ApiJourney, pack_requests
+
+log = logging.getLogger(__name__)
+
+COMPUTE_PATH = "/v1/compute_ihc"
+ROUNDING_SLACK = 1e-4
+BODY_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """Where to send requests. The key never shows in repr, logs or errors."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    conv_type_id: str
+    redistribution_parameter: dict | None = None
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + COMPUTE_PATH
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    max_journeys_per_request: int = 100
+    max_sessions_per_request: int = 3000
+    concurrency: int = 4
+    timeout_seconds: float = 60.0
+    max_attempts: int = 5
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    max_retry_after_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    conversion_id: str
+    session_id: str
+    initializer: float
+    holder: float
+    closer: float
+    ihc: float
+
+
+@dataclass
+class ChunkOutcome:
+    attributions: list[Attribution]
+    requests: int
+    attempts: int
+
+
+class IhcApiError(RuntimeError):
+    """The API could not attribute a request; the message says why and which journeys."""
+
+
+class IhcRejected(IhcApiError):
+    """The API refused the request itself: retrying the same request cannot help."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def backoff_delay(attempt: int, settings: ClientSettings) -> float:
+    """Exponential backoff with jitter, so concurrent retries do not arrive together."""
+    ceiling = min(settings.max_backoff_seconds, settings.backoff_seconds * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:BODY_SNIPPET].decode("utf-8", errors="replace")
+    return " ".join(text.split()) + ("…" if len(body) > BODY_SNIPPET else "")
+
+
+def _failed_conversions(body: dict, sent: dict[str, ApiJourney]) -> set[str]:
+    failed: set[str] = set()
+    for item in body.get("partialFailureErrors") or []:
+        conv_id = item.get("conversion_id") if isinstance(item, dict) else None
+        if conv_id not in sent:
+            raise _Retryable(f"partialFailureErrors names an unknown journey: {str(item)[:BODY_SNIPPET]}")
+        failed.add(conv_id)
+    return failed
+
+
+def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Attribution], set[str]]:
+    """Attributions of the journeys that succeeded, and the ids of those that failed (206).
+
+    Each session of a succeeded journey must come back exactly once, nothing else may come
+    back, every ihc lies in [0, 1], and each journey's ihc sums to 1 within rounding.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+        raise _Retryable("answer has no 'value' list")
+    failed = _failed_conversions(body, sent)
+    expected = {
+        (conv_id, row["session_id"]) for conv_id, journey in sent.items() if conv_id not in failed for row in journey
+    }
+    seen: set[tuple[str, str]] = set()
+    sums: dict[str, float] = {}
+    result: list[Attribution] = []
+    for item in body["value"]:
+        try:
+            key = (item["conversion_id"], item["session_id"])
+            shares = [float(item[k]) for k in ("initializer", "holder", "closer", "ihc")]
+        except (KeyError, TypeError, ValueError):
+            raise _Retryable(f"answer holds a malformed row: {str(item)[:BODY_SNIPPET]}") from None
+        if key not in expected:
+            raise _Retryable(f"answer holds session {key[1]!r} of conversion {key[0]!r}, which was not sent")
+        if key in seen:
+            raise _Retryable(f"answer holds session {key[1]!r} of conversion {key[0]!r} twice")
+        if not all(math.isfinite(s) and -1e-9 <= s <= 1 + 1e-9 for s in shares):
+            raise _Retryable(f"answer gives session {key[1]!r} of conversion {key[0]!r} shares {shares} outside [0, 1]")
+        seen.add(key)
+        sums[key[0]] = sums.get(key[0], 0.0) + shares[3]
+        result.append(Attribution(key[0], key[1], *shares))
+    missing = expected - seen
+    if missing:
+        first = sorted(missing)[:3]
+        raise _Retryable(f"answer lacks {len(missing)} sent sessions, e.g. {first}")
+    for conv_id, total in sums.items():
+        if abs(total - 1) > ROUNDING_SLACK * len(sent[conv_id]):
+            raise _Retryable(f"ihc of conversion {conv_id!r} sums to {total:.6f}, not 1")
+    return result, failed
+
+
+class IhcClient:
+    """One chunk's worth of requests over one aiohttp session."""
+
+    def __init__(self, target: ApiTarget, settings: ClientSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self.attempts = 0
+
+    def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
+        if status == 429:
+            raise _Retryable("HTTP 429 Too Many Requests", parse_retry_after(retry_after))
+        if status >= 500:
+            raise _Retryable(f"HTTP {status}: {_snippet(body)}")
+        if status in (401, 403):
+            raise IhcRejected(
+                f"the API refused the key (HTTP {status}): check the password of the ihc_api connection"
+            )
+        if status not in (200, 206):
+            raise IhcRejected(f"the API rejected the request (HTTP {status}): {_snippet(body)}")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _Retryable(f"HTTP {status} with a body that is not JSON: {_snippet(body)}") from None
+        code = payload.get("statusCode", status) if isinstance(payload, dict) else status
+        if code in (200, 206):
+            return payload
+        if code == 429 or (isinstance(code, int) and code >= 500):
+            raise _Retryable(f"HTTP {status} but statusCode {code} in the body: {_snippet(body)}")
+        raise IhcRejected(f"the API rejected the request (statusCode {code}): {_snippet(body)}")
+
+    async def _send(self, session: aiohttp.ClientSession, journeys: Sequence[ApiJourney]) -> dict:
+        payload: dict[str, object] = {"customer_journeys": [row for j in journeys for row in j]}
+        if self.target.redistribution_parameter:
+            payload["redistribution_parameter"] = self.target.redistribution_parameter
+        self.attempts += 1
+        try:
+            async with session.post(
+                self.target.url,
+                params={"conv_type_id": self.target.conv_type_id},
+                data=orjson.dumps(payload),
+                headers={"Content-Type": "application/json", "x-api-key": self.target.api_key},
+            ) as response:
+                body = await response.read()
+                return self._classify(response.status, body, response.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            raise _Retryable(f"no answer within {self.settings.timeout_seconds} s") from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection problem: {type(exc).__name__}: {exc}") from None
+
+    async def _attribute_request(
+        self, session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, journeys: list[ApiJourney]
+    ) -> list[Attribution]:
+        pending = {j[0]["conversion_id"]: j for j in journeys}
+        where = f"request of {len(journeys)} journeys starting with conversion {journeys[0][0]['conversion_id']!r}"
+        kept: list[Attribution] = []
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                async with semaphore:
+                    body = await self._send(session, list(pending.values()))
+                attributions, failed = validate_answer(body, pending)
+            except _Retryable as exc:
+                if attempt == self.settings.max_attempts:
+                    raise IhcApiError(f"{where} failed after {attempt} attempts: {exc}") from None
+                delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, self.settings)
+                if delay > self.settings.max_retry_after_seconds:
+                    raise IhcApiError(
+                        f"{where}: the API asks to wait {delay:.0f} s, more than the "
+                        f"{self.settings.max_retry_after_seconds:.0f} s allowed; giving up this try"
+                    ) from None
+                log.warning("%s, attempt %d: %s; retrying in %.2f s", where, attempt, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            kept.extend(attributions)
+            if not failed:
+                return kept
+            pending = {conv_id: pending[conv_id] for conv_id in failed}
+            if attempt == self.settings.max_attempts:
+                break
+            log.warning("%s: %d journeys failed (206), retrying them: %s", where, len(failed), sorted(failed)[:5])
+            await asyncio.sleep(backoff_delay(attempt, self.settings))
+        raise IhcApiError(
+            f"{where}: {len(pending)} journeys still failed after {self.settings.max_attempts} attempts: "
+            f"{sorted(pending)[:5]}"
+        )
+
+    async def attribute(self, journeys: list[ApiJourney]) -> ChunkOutcome:
+        requests = pack_requests(
+            journeys, self.settings.max_journeys_per_request, self.settings.max_sessions_per_request
+        )
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            tasks = [asyncio.ensure_future(self._attribute_request(session, semaphore, r)) for r in requests]
+            try:
+                results = []
+                for done, task in enumerate(asyncio.as_completed(tasks), start=1):
+                    results.append(await task)
+                    if done % max(1, len(tasks) // 10) == 0 or done == len(tasks):
+                        log.info("%d/%d requests attributed", done, len(tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        return ChunkOutcome([a for batch in results for a in batch], len(requests), self.attempts)
+
+
+def attribute_journeys(journeys: list[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:
+    return asyncio.run(IhcClient(target, settings).attribute(journeys))

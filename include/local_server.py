@@ -1,0 +1,292 @@
+"""Local IHC server: the real API's HTTP contract over the offline engine, for tests and demos.
+
+Same path, auth header, per-request limits, status codes and response shape as
+``https://api.ihc-attribution.com``; attribution by ``include.ihc_engine`` (an offline
+re-implementation of the published model, not the trained commercial service). Switches for
+latency and faults let tests exercise a client's retries over real HTTP.
+
+Run it with ``python -m include.local_server`` (``--help`` lists the switches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from aiohttp import web
+
+from include.ihc_engine import PHASES, ModelParameters, RedistributionRule, Touchpoint, attribute_journey
+from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("429", "500", "slow", "partial")
+REQUIRED_FIELDS = {
+    "conversion_id": str,
+    "session_id": str,
+    "timestamp": str,
+    "channel_label": str,
+    "holder_engagement": int,
+    "closer_engagement": int,
+    "conversion": int,
+    "impression_interaction": int,
+}
+
+
+@dataclass
+class Fault:
+    """An injected failure hitting the next ``times`` matching requests (-1: every one).
+
+    A fault with a ``conversion_id`` only hits requests that carry that journey.
+    """
+
+    kind: str
+    times: int = 1
+    conversion_id: str | None = None
+    retry_after: float | None = 1.0
+    delay_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {self.kind!r} is not one of {FAULT_KINDS}")
+
+
+@dataclass
+class ServerConfig:
+    api_key: str = LOCAL_API_KEY
+    max_journeys: int = 100
+    max_sessions: int = 3000
+    latency_seconds: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    parameters: dict[str, ModelParameters] = field(default_factory=dict)
+    requests: int = 0
+    faults_fired: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def parameters_for(self, conv_type_id: str) -> ModelParameters:
+        return self.parameters.get(conv_type_id, ModelParameters())
+
+    def take_fault(self, conversion_ids: Iterable[str]) -> Fault | None:
+        ids = set(conversion_ids)
+        with self._lock:
+            self.requests += 1
+            for fault in self.faults:
+                if fault.times != 0 and (fault.conversion_id is None or fault.conversion_id in ids):
+                    if fault.times > 0:
+                        fault.times -= 1
+                    self.faults_fired += 1
+                    return fault
+        return None
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"statusCode": status, "message": message}, status=status, headers=headers)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _group_journeys(rows: object, config: ServerConfig) -> dict[str, list[dict]]:
+    if not isinstance(rows, list) or not rows:
+        raise BadRequest(400, "customer_journeys must be a non-empty list")
+    if len(rows) > config.max_sessions:
+        raise BadRequest(400, f"request holds {len(rows)} sessions, the limit is {config.max_sessions}")
+    journeys: dict[str, list[dict]] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise BadRequest(400, f"customer_journeys[{index}] is not an object")
+        for name, kind in REQUIRED_FIELDS.items():
+            if not isinstance(row.get(name), kind):
+                raise BadRequest(400, f"customer_journeys[{index}].{name} is missing or not {kind.__name__}")
+        journeys.setdefault(row["conversion_id"], []).append(row)
+    if len(journeys) > config.max_journeys:
+        raise BadRequest(400, f"request holds {len(journeys)} journeys, the limit is {config.max_journeys}")
+    return journeys
+
+
+def _redistribution(body: dict) -> dict[str, RedistributionRule] | None:
+    raw = body.get("redistribution_parameter")
+    if not raw:
+        return None
+    try:
+        return {
+            phase: RedistributionRule(
+                direction=spec["direction"],
+                receive_threshold=float(spec.get("receive_threshold", 0)),
+                channel_labels=frozenset(spec.get("redistribution_channel_labels", [])),
+            )
+            for phase, spec in raw.items()
+            if phase in PHASES
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(400, f"invalid redistribution_parameter: {exc}") from None
+
+
+def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
+    try:
+        points = [
+            Touchpoint(
+                session_id=r["session_id"],
+                timestamp=datetime.fromisoformat(r["timestamp"]),
+                channel_label=r["channel_label"],
+                holder_engagement=r["holder_engagement"],
+                closer_engagement=r["closer_engagement"],
+                conversion=r["conversion"],
+            )
+            for r in rows
+        ]
+    except ValueError as exc:
+        raise BadRequest(406, f"journey {conv_id!r} could not be parsed: {exc}") from None
+    return sorted(points, key=lambda p: p.timestamp)
+
+
+async def compute_ihc(request: web.Request) -> web.Response:
+    config: ServerConfig = request.app["config"]
+    key = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(key.encode(), config.api_key.encode()):
+        return _error(403, "Forbidden: missing or invalid x-api-key")
+    conv_type_id = request.query.get("conv_type_id")
+    if not conv_type_id:
+        return _error(400, "query parameter conv_type_id is required")
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise BadRequest(400, "request body must be a JSON object")
+        journeys = _group_journeys(body.get("customer_journeys"), config)
+        redistribution = _redistribution(body)
+        touchpoints = {conv_id: _touchpoints(conv_id, rows) for conv_id, rows in journeys.items()}
+    except orjson.JSONDecodeError:
+        return _error(400, "request body is not valid JSON")
+    except BadRequest as exc:
+        return _error(exc.status, str(exc))
+
+    fault = config.take_fault(journeys)
+    if config.latency_seconds:
+        await asyncio.sleep(config.latency_seconds)
+    failed: set[str] = set()
+    if fault is not None:
+        log.info("injecting fault %s", fault.kind)
+        if fault.kind == "429":
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+            return _error(429, "Too Many Requests", headers)
+        if fault.kind == "500":
+            return _error(500, "Internal Server Error (injected)")
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay_seconds)
+        if fault.kind == "partial":
+            failed = {fault.conversion_id if fault.conversion_id in journeys else next(iter(journeys))}
+
+    params = config.parameters_for(conv_type_id)
+    value = [
+        {
+            "conversion_id": conv_id,
+            "session_id": s.session_id,
+            "initializer": s.initializer,
+            "holder": s.holder,
+            "closer": s.closer,
+            "ihc": s.ihc,
+        }
+        for conv_id, points in touchpoints.items()
+        if conv_id not in failed
+        for s in attribute_journey(points, params, redistribution)
+    ]
+    status = 206 if failed else 200
+    errors = [{"conversion_id": c, "error": "journey failed (injected)"} for c in sorted(failed)]
+    return web.Response(
+        body=orjson.dumps({"statusCode": status, "value": value, "partialFailureErrors": errors}),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def make_app(config: ServerConfig) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app["config"] = config
+    app.router.add_post("/v1/compute_ihc", compute_ihc)
+    return app
+
+
+class ServerThread:
+    """The server on a background thread of this process; ``with ServerThread(cfg) as url``."""
+
+    def __init__(self, config: ServerConfig, host: str = LOCAL_API_HOST, port: int = 0) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="local-ihc-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.config), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m include.local_server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=LOCAL_API_HOST)
+    parser.add_argument("--port", type=int, default=LOCAL_API_PORT)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("IHC_LOCAL_API_KEY", LOCAL_API_KEY),
+        help="key the server requires in x-api-key (env IHC_LOCAL_API_KEY)",
+    )
+    parser.add_argument("--max-journeys", type=int, default=100, help="journeys per request")
+    parser.add_argument("--max-sessions", type=int, default=3000, help="sessions per request")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='e.g. \'{"kind": "500", "times": 3, "conversion_id": "c1"}\'; kinds: ' + ", ".join(FAULT_KINDS),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = ServerConfig(
+        api_key=args.api_key,
+        max_journeys=args.max_journeys,
+        max_sessions=args.max_sessions,
+        latency_seconds=args.latency_ms / 1000,
+        faults=[Fault(**orjson.loads(spec)) for spec in args.fault],
+    )
+    print(f"local IHC server on http://{args.host}:{args.port}", flush=True)
+    web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

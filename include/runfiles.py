@@ -1,0 +1,36 @@
+"""Run-scoped working folders and atomic file writes.
+
+Each DAG run works in its own folder, so parallel backfill runs never read each other's
+chunks; files are written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_directory(root: Path, run_id: str) -> Path:
+    """The folder of one DAG run; the run id is made filesystem-safe but stays readable."""
+    safe = _UNSAFE.sub("_", run_id).strip("._") or "run"
+    path = root / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,154 @@
+"""Every setting of the pipeline, its default, and where it comes from, in one place.
+
+Values arrive as strings (Airflow Variables, DAG params, environment); the parsers here turn
+them into typed values and name the setting at fault when one is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+SAMPLE_START_DATE = "2023-09-01"
+SAMPLE_END_DATE = "2023-09-07"
+
+API_POOL = "ihc_api"
+API_CONN_ID = "ihc_api"
+WAREHOUSE_CONN_ID = "ihc_warehouse"
+
+LOCAL_API_HOST = "127.0.0.1"
+LOCAL_API_PORT = 8765
+LOCAL_API_KEY = "local-dev-key"
+DEFAULT_CONV_TYPE_ID = "default"
+
+MAX_MAP_LENGTH = 1024
+
+
+class SettingError(ValueError):
+    """A setting, param or Variable holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class IntVariable:
+    """An Airflow Variable holding a positive integer."""
+
+    name: str
+    default: int
+    minimum: int = 1
+
+    def parse(self, raw: object) -> int:
+        if raw is None or raw == "":
+            return self.default
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise SettingError(f"Variable {self.name}={raw!r} is not an integer") from None
+        if value < self.minimum:
+            raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
+        return value
+
+
+@dataclass(frozen=True)
+class FloatVariable:
+    name: str
+    default: float
+    minimum: float = 0.0
+
+    def parse(self, raw: object) -> float:
+        if raw is None or raw == "":
+            return self.default
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise SettingError(f"Variable {self.name}={raw!r} is not a number") from None
+        if value < self.minimum:
+            raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
+        return value
+
+
+CHUNK_SIZE = IntVariable("ihc_chunk_size", 400)
+MAX_JOURNEYS_PER_REQUEST = IntVariable("ihc_max_journeys_per_request", 100)
+MAX_SESSIONS_PER_REQUEST = IntVariable("ihc_max_sessions_per_request", 3000)
+REQUEST_CONCURRENCY = IntVariable("ihc_request_concurrency", 4)
+LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30, minimum=0)
+REQUEST_TIMEOUT_SECONDS = FloatVariable("ihc_request_timeout_seconds", 60.0, minimum=0.001)
+MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
+BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5)
+MAX_RETRY_AFTER_SECONDS = FloatVariable("ihc_max_retry_after_seconds", 120.0)
+
+VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
+    CHUNK_SIZE,
+    MAX_JOURNEYS_PER_REQUEST,
+    MAX_SESSIONS_PER_REQUEST,
+    REQUEST_CONCURRENCY,
+    LOOKBACK_DAYS,
+    REQUEST_TIMEOUT_SECONDS,
+    MAX_ATTEMPTS,
+    BACKOFF_SECONDS,
+    MAX_RETRY_AFTER_SECONDS,
+)
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Conversion dates, inclusive, as ISO strings (they compare like the stored TEXT)."""
+
+    start: str
+    end: str
+
+
+def parse_date_param(name: str, raw: object) -> date:
+    try:
+        return date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise SettingError(f"param {name}={raw!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def resolve_date_range(start: object, end: object) -> DateRange:
+    start_day = parse_date_param("start_date", start)
+    end_day = parse_date_param("end_date", end)
+    if end_day < start_day:
+        raise SettingError(f"param end_date={end_day} is before param start_date={start_day}")
+    return DateRange(start_day.isoformat(), end_day.isoformat())
+
+
+def default_start_date() -> str:
+    return os.environ.get("ATTRIBUTION_START_DATE") or SAMPLE_START_DATE
+
+
+def default_end_date() -> str:
+    return os.environ.get("ATTRIBUTION_END_DATE") or SAMPLE_END_DATE
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ATTRIBUTION_DATA_DIR") or PROJECT_ROOT / "data")
+
+
+def default_warehouse_path() -> Path:
+    return data_dir() / "challenge.db"
+
+
+def work_dir() -> Path:
+    """Root of the run-scoped chunk and result folders."""
+    return Path(os.environ.get("ATTRIBUTION_WORK_DIR") or data_dir() / "runs")
+
+
+def output_dir() -> Path:
+    return Path(os.environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir() / "output")
+
+
+def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:
+    return f"http://{host}:{port}"
+
+
+def retry_delay_seconds() -> float:
+    """Airflow's first retry delay of the API task (doubles on each retry)."""
+    raw = os.environ.get("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingError(f"env ATTRIBUTION_RETRY_DELAY_SECONDS={raw!r} is not a number") from None
