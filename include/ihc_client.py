@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import orjson
 
+from include import settings as cfg
 from include.chunks import ApiJourney, pack_requests
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,46 @@ class ClientSettings:
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
     max_retry_after_seconds: float = 120.0
+
+
+def target_from_connection(
+    conn_id: str, conn_type: str | None, host: str | None, schema: str | None, port: int | None,
+    password: str | None, extra: dict,
+) -> ApiTarget:
+    """The API target from an Airflow connection's fields (key in the password field)."""
+    if not host:
+        raise cfg.SettingError(f"connection {conn_id} has no host (the API base URL)")
+    if not password:
+        raise cfg.SettingError(f"connection {conn_id} has no password (the API key)")
+    if "://" in host:
+        base = host
+    else:
+        scheme = next((s for s in (schema, conn_type) if s in ("http", "https")), "https")
+        base = f"{scheme}://{host}" + (f":{port}" if port else "")
+    return ApiTarget(
+        base_url=base,
+        api_key=password,
+        conv_type_id=str(extra.get("conv_type_id") or cfg.DEFAULT_CONV_TYPE_ID),
+        redistribution_parameter=extra.get("redistribution_parameter"),
+    )
+
+
+def local_target() -> ApiTarget:
+    """The bundled local server with its default key: the target when no connection is set."""
+    return ApiTarget(cfg.local_api_url(), cfg.LOCAL_API_KEY, cfg.DEFAULT_CONV_TYPE_ID)
+
+
+def client_settings(lookup: Callable[[str], object]) -> ClientSettings:
+    """Client settings from a Variable lookup (name -> raw value or None)."""
+    return ClientSettings(
+        max_journeys_per_request=cfg.MAX_JOURNEYS_PER_REQUEST.parse(lookup(cfg.MAX_JOURNEYS_PER_REQUEST.name)),
+        max_sessions_per_request=cfg.MAX_SESSIONS_PER_REQUEST.parse(lookup(cfg.MAX_SESSIONS_PER_REQUEST.name)),
+        concurrency=cfg.REQUEST_CONCURRENCY.parse(lookup(cfg.REQUEST_CONCURRENCY.name)),
+        timeout_seconds=cfg.REQUEST_TIMEOUT_SECONDS.parse(lookup(cfg.REQUEST_TIMEOUT_SECONDS.name)),
+        max_attempts=cfg.MAX_ATTEMPTS.parse(lookup(cfg.MAX_ATTEMPTS.name)),
+        backoff_seconds=cfg.BACKOFF_SECONDS.parse(lookup(cfg.BACKOFF_SECONDS.name)),
+        max_retry_after_seconds=cfg.MAX_RETRY_AFTER_SECONDS.parse(lookup(cfg.MAX_RETRY_AFTER_SECONDS.name)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

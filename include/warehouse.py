@@ -88,7 +88,7 @@ DELETE_RANGE_ATTRIBUTIONS = """
 INSERT_ATTRIBUTION = "INSERT INTO attribution_customer_journey (conv_id, session_id, ihc) VALUES (?, ?, ?)"
 
 RANGE_ATTRIBUTION_CHECK = """
-    SELECT COUNT(*), COALESCE(MAX(ABS(total - 1)), 0), COALESCE(SUM(rows), 0) FROM (
+    SELECT COUNT(*), COALESCE(SUM(rows), 0), COALESCE(MAX(ABS(total - 1)), 0) FROM (
         SELECT a.conv_id, SUM(a.ihc) AS total, COUNT(*) AS rows
         FROM attribution_customer_journey a
         JOIN conversions c ON c.conv_id = a.conv_id

@@ -1,0 +1,45 @@
+"""The few differences between Airflow 3.x (task SDK) and 2.10, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from airflow.sdk import BaseHook, Param, Variable, dag, get_current_context, task
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    AIRFLOW_3 = True
+except ImportError:  # Airflow 2.10
+    from airflow.decorators import dag, task
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.hooks.base import BaseHook
+    from airflow.models import Variable
+    from airflow.models.param import Param
+    from airflow.operators.python import get_current_context
+
+    AIRFLOW_3 = False
+
+__all__ = ["AIRFLOW_3", "Param", "dag", "get_connection", "get_current_context", "get_variable", "run_type", "task"]
+
+_MISSING = None
+
+
+def get_variable(name: str) -> str | None:
+    """A Variable's raw value, or None when it is not set."""
+    if AIRFLOW_3:
+        return Variable.get(name, default=_MISSING)
+    return Variable.get(name, default_var=_MISSING)
+
+
+def get_connection(conn_id: str) -> Any | None:
+    """A Connection, or None when it is not defined anywhere (env, secrets backend, DB)."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def run_type(context: dict) -> str:
+    """'manual', 'scheduled', 'backfill', ... on both lines (an enum on one, a str on the other)."""
+    value = context["dag_run"].run_type
+    return str(getattr(value, "value", value))

@@ -1,0 +1,127 @@
+"""
+### IHC attribution
+
+For every conversion in a date range: build its customer journey, attribute it with the IHC
+(Initializer-Holder-Closer) API, store the per-session shares in
+`attribution_customer_journey`, recompute `channel_reporting` and export it as CSV with CPO
+and ROAS.
+
+`attribute_chunk` is mapped over chunk files: one task instance per chunk, named
+`chunk i/n · k journeys`, each retried on its own with exponential backoff, in pool `ihc_api`.
+
+**Date range**: a manual run uses the params `start_date` / `end_date` (conversion dates,
+inclusive); a scheduled or backfill run uses its logical date.
+**Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
+`ihc_request_concurrency`, `ihc_lookback_days`, and the retry knobs (README).
+**Connections**: `ihc_api` (base URL, key in the password, `conv_type_id` in extra) and
+`ihc_warehouse` (SQLite path in host); without them the local server and `data/challenge.db`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+import run_context
+from airflow_compat import Param, dag, get_current_context, task
+
+from include import pipeline, settings
+from include.settings import DateRange
+
+
+@dag(
+    dag_id="ihc_attribution",
+    schedule="@daily",
+    start_date=pendulum.datetime(2023, 9, 1, tz="UTC"),
+    catchup=False,
+    max_active_tasks=16,
+    doc_md=__doc__,
+    tags=["attribution", "ihc"],
+    default_args={"owner": "attribution", "retries": 0},
+    params={
+        "start_date": Param(
+            settings.default_start_date(), type="string", description="First conversion date (YYYY-MM-DD)"
+        ),
+        "end_date": Param(
+            settings.default_end_date(), type="string", description="Last conversion date, inclusive (YYYY-MM-DD)"
+        ),
+    },
+)
+def ihc_attribution():
+    @task
+    def init_db() -> dict:
+        """Check the range and create the output tables and indexes if missing."""
+        return pipeline.prepare(run_context.warehouse_path(), run_context.date_range(get_current_context()))
+
+    @task
+    def extract(window: dict) -> dict:
+        """The range's conversions and their users' sessions, streamed to run files."""
+        return pipeline.extract_step(
+            run_context.warehouse_path(),
+            DateRange(**window),
+            run_context.variable(settings.LOOKBACK_DAYS),
+            run_context.run_dir(get_current_context()),
+        )
+
+    @task
+    def build_journeys(extracted: dict) -> list[dict]:
+        """Journeys of whole sessions, written as chunk files; returns their paths and counts."""
+        return pipeline.journeys_step(
+            extracted,
+            run_context.run_dir(get_current_context()),
+            chunk_size=run_context.variable(settings.CHUNK_SIZE),
+            max_sessions=run_context.variable(settings.MAX_SESSIONS_PER_REQUEST),
+            lookback_days=run_context.variable(settings.LOOKBACK_DAYS),
+        )
+
+    @task(
+        pool=settings.API_POOL,
+        retries=3,
+        retry_delay=timedelta(seconds=settings.retry_delay_seconds()),
+        retry_exponential_backoff=True,
+        max_retry_delay=timedelta(minutes=10),
+        map_index_template="{{ chunk_label }}",
+    )
+    def attribute_chunk(chunk: dict) -> dict:
+        """Send one chunk's journeys to the IHC API and write its result file."""
+        context = get_current_context()
+        context["chunk_label"] = chunk["label"]
+        return pipeline.attribute_step(
+            chunk, run_context.run_dir(context), run_context.api_target(), run_context.api_client_settings()
+        )
+
+    @task(trigger_rule="none_failed")
+    def write_attributions(window: dict, chunks: list[dict], results: list[dict]) -> dict:
+        """Replace the range's attributions by the chunk results, in one transaction."""
+        return pipeline.write_step(run_context.warehouse_path(), DateRange(**window), list(chunks), list(results))
+
+    @task
+    def build_report(window: dict, written: dict) -> dict:
+        """Recompute channel_reporting for every session date the run can touch."""
+        return pipeline.report_step(
+            run_context.warehouse_path(), DateRange(**window), run_context.variable(settings.LOOKBACK_DAYS)
+        )
+
+    @task
+    def export_csv(window: dict, extracted: dict, written: dict, report: dict) -> dict:
+        """channel_reporting as CSV with CPO and ROAS, and the run summary."""
+        return pipeline.export_step(
+            run_context.warehouse_path(),
+            settings.output_dir() / "channel_reporting.csv",
+            run_context.run_dir(get_current_context()),
+            DateRange(**window),
+            extracted,
+            written,
+            report,
+        )
+
+    window = init_db()
+    extracted = extract(window)
+    chunks = build_journeys(extracted)
+    results = attribute_chunk.expand(chunk=chunks)
+    written = write_attributions(window, chunks, results)
+    report = build_report(window, written)
+    export_csv(window, extracted, written, report)
+
+
+ihc_attribution()

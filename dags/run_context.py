@@ -1,0 +1,60 @@
+"""Where each setting of a run comes from in Airflow: params, Variables, Connections, run id.
+
+Kept out of the DAG file so that file reads as the pipeline; kept out of ``include/`` because
+it talks to Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from airflow_compat import get_connection, get_variable, run_type
+
+from include import settings
+from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
+from include.runfiles import run_directory
+from include.settings import DateRange
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_RUN_TYPES = ("scheduled", "backfill")
+
+
+def date_range(context: dict) -> DateRange:
+    """A scheduled or backfill run covers its logical date; a manual run its params."""
+    if run_type(context) in SCHEDULED_RUN_TYPES:
+        day = context["logical_date"].date().isoformat()
+        return DateRange(day, day)
+    params = context["params"]
+    return settings.resolve_date_range(params["start_date"], params["end_date"])
+
+
+def run_dir(context: dict) -> Path:
+    return run_directory(settings.work_dir(), context["run_id"])
+
+
+def warehouse_path() -> Path:
+    conn = get_connection(settings.WAREHOUSE_CONN_ID)
+    if conn is None or not conn.host:
+        return settings.default_warehouse_path()
+    return Path(conn.host)
+
+
+def api_target() -> ApiTarget:
+    conn = get_connection(settings.API_CONN_ID)
+    if conn is None:
+        target = local_target()
+        log.warning("no connection %s: using the local IHC server at %s", settings.API_CONN_ID, target.base_url)
+        return target
+    return target_from_connection(
+        settings.API_CONN_ID, conn.conn_type, conn.host, conn.schema, conn.port, conn.password, conn.extra_dejson
+    )
+
+
+def variable(var: settings.IntVariable | settings.FloatVariable) -> int | float:
+    return var.parse(get_variable(var.name))
+
+
+def api_client_settings() -> ClientSettings:
+    return client_settings(get_variable)

@@ -1,0 +1,44 @@
+"""Environment for running Airflow from this checkout, kept inside the project's ignored folders.
+
+``AIRFLOW_HOME`` and the file-based metadata DB live under ``.airflow/`` (never the user's home);
+the DAGs folder is ``dags/`` and the project root is on ``PYTHONPATH`` so ``include`` imports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import orjson
+
+from include import settings
+
+
+def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    root = str(settings.PROJECT_ROOT)
+    python_path = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"include\..*",
+            "PYTHONPATH": os.pathsep.join(python_path),
+        }
+    )
+    return env
+
+
+def connection_env(conn_id: str, conn: dict[str, object]) -> dict[str, str]:
+    """An Airflow connection as an ``AIRFLOW_CONN_*`` variable (JSON form, both Airflow lines)."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": orjson.dumps(conn).decode()}
+
+
+def local_api_connection(url: str, api_key: str, conv_type_id: str = settings.DEFAULT_CONV_TYPE_ID) -> dict[str, str]:
+    return connection_env(
+        settings.API_CONN_ID,
+        {"conn_type": "http", "host": url, "password": api_key, "extra": {"conv_type_id": conv_type_id}},
+    )

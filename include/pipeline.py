@@ -1,0 +1,148 @@
+"""The steps of the pipeline as plain functions; each Airflow task calls exactly one.
+
+Arguments and results are small (paths, counts, settings), so they travel by XCom; the data
+itself moves through the warehouse and the run's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+
+from include import extract, warehouse
+from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
+from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
+from include.journeys import JourneyStats, build_journeys
+from include.report import write_csv
+from include.runfiles import atomic_write_bytes
+from include.results import ChunkResult, check_complete, iter_rows, write_result
+from include.settings import MAX_MAP_LENGTH, DateRange
+from include.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+SUM_TOLERANCE = 0.01
+STATS_FILE = "journeys_stats.json"
+
+
+def prepare(warehouse_path: Path, window: DateRange) -> dict[str, str]:
+    db = warehouse.connect(warehouse_path)
+    warehouse.init_schema(db)
+    log.info("warehouse %s ready; conversions from %s to %s", warehouse_path, window.start, window.end)
+    return asdict(window)
+
+
+def extract_step(warehouse_path: Path, window: DateRange, lookback_days: int, run_dir: Path) -> dict:
+    db = warehouse.connect(warehouse_path)
+    result = extract.extract(db, window, lookback_days, run_dir)
+    log.info(
+        "extracted %d conversions and %d sessions of their users (look-back %d days)",
+        result.conversions,
+        result.sessions,
+        lookback_days,
+    )
+    return asdict(result)
+
+
+def journeys_step(
+    extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int, lookback_days: int
+) -> list[dict]:
+    """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
+    stats = JourneyStats()
+    journeys = build_journeys(
+        extract.read_conversions(Path(extracted["conversions_path"])),
+        extract.read_sessions(Path(extracted["sessions_path"])),
+        lookback_days,
+        max_sessions,
+        stats,
+    )
+    size = effective_chunk_size(extracted["conversions"], chunk_size, MAX_MAP_LENGTH)
+    chunks = write_chunks(journeys, run_dir / "chunks", size)
+    log.info(
+        "%d journeys (%d sessions) of %d conversions in %d chunks of up to %d journeys",
+        stats.journeys,
+        stats.sessions,
+        stats.conversions,
+        len(chunks),
+        size,
+    )
+    atomic_write_bytes(run_dir / STATS_FILE, orjson.dumps(asdict(stats)))
+    return [c.to_xcom() for c in chunks]
+
+
+def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: ClientSettings) -> dict:
+    info = ChunkInfo.from_xcom(chunk)
+    log.info("%s: %d sessions to %s", info.label, info.sessions, target.url)
+    outcome = attribute_journeys(read_chunk(Path(info.path)), target, settings)
+    result = write_result(run_dir, info, outcome)
+    log.info("%s: %d sessions attributed in %d requests (%d attempts)", info.label, result.rows, result.requests, result.attempts)
+    return result.to_xcom()
+
+
+def write_step(warehouse_path: Path, window: DateRange, chunks: list[dict], results: list[dict]) -> dict:
+    infos = [ChunkInfo.from_xcom(c) for c in chunks]
+    chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
+    check_complete(infos, chunk_results)
+    db = warehouse.connect(warehouse_path)
+    check = warehouse.replace_range_attributions(db, window.start, window.end, iter_rows(chunk_results), SUM_TOLERANCE)
+    expected = sum(c.sessions for c in infos)
+    if check.rows != expected:
+        raise warehouse.WarehouseError(f"{check.rows} attribution rows stored for {expected} sessions sent")
+    log.info(
+        "stored %d attribution rows of %d conversions; max |sum ihc - 1| = %.6f",
+        check.rows,
+        check.conversions,
+        check.max_sum_error,
+    )
+    return {
+        **asdict(check),
+        "chunks": len(infos),
+        "requests": sum(r.requests for r in chunk_results),
+        "attempts": sum(r.attempts for r in chunk_results),
+    }
+
+
+def report_step(warehouse_path: Path, window: DateRange, lookback_days: int) -> dict:
+    first, last = warehouse.report_window(window.start, window.end, lookback_days)
+    totals = warehouse.rebuild_report(warehouse.connect(warehouse_path), first, last)
+    log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)
+    return asdict(totals)
+
+
+def export_step(
+    warehouse_path: Path,
+    csv_path: Path,
+    run_dir: Path,
+    window: DateRange,
+    extracted: dict,
+    written: dict,
+    report: dict,
+) -> dict:
+    stats = orjson.loads((run_dir / STATS_FILE).read_bytes())
+    rows = write_csv(warehouse.report_rows(warehouse.connect(warehouse_path)), csv_path)
+    log.info("wrote %d report rows to %s", rows, csv_path)
+    summary = RunSummary(
+        start=window.start,
+        end=window.end,
+        conversions=stats["conversions"],
+        attributed=written["conversions"],
+        without_sessions=stats["without_sessions"],
+        without_sessions_ids=stats["without_sessions_ids"],
+        chunks=written["chunks"],
+        requests=written["requests"],
+        attempts=written["attempts"],
+        sessions_sent=stats["sessions"],
+        trimmed_journeys=stats["trimmed_journeys"],
+        max_sum_error=written["max_sum_error"],
+        revenue=extracted["revenue"],
+        report_rows=report["rows"],
+        report_cost=report["cost"],
+        report_ihc_revenue=report["ihc_revenue"],
+        csv_path=str(csv_path),
+    )
+    path = summary.save(run_dir)
+    log.info("run summary (%s):\n%s", path, summary.text())
+    return asdict(summary)

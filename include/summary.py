@@ -1,0 +1,63 @@
+"""The run summary: what a run did, in numbers, for the log and for the demo's output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+from include.runfiles import atomic_write_bytes
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class RunSummary:
+    start: str
+    end: str
+    conversions: int
+    attributed: int
+    without_sessions: int
+    chunks: int
+    requests: int
+    attempts: int
+    sessions_sent: int
+    trimmed_journeys: int
+    max_sum_error: float
+    revenue: float
+    report_rows: int
+    report_cost: float
+    report_ihc_revenue: float
+    csv_path: str
+    without_sessions_ids: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
+        return "\n".join(
+            [
+                f"IHC attribution run {self.start} .. {self.end}",
+                f"  conversions in range      {self.conversions:>12,}",
+                f"  attributed                {self.attributed:>12,}",
+                f"  without sessions          {self.without_sessions:>12,}{examples}",
+                f"  journeys trimmed          {self.trimmed_journeys:>12,}",
+                f"  sessions sent             {self.sessions_sent:>12,}",
+                f"  chunks                    {self.chunks:>12,}",
+                f"  API requests (attempts)   {self.requests:>12,} ({self.attempts:,})",
+                f"  max |sum ihc - 1|         {self.max_sum_error:>12.6f}",
+                f"  revenue of conversions    {self.revenue:>12,.2f} EUR",
+                f"  report rows               {self.report_rows:>12,}",
+                f"  report cost               {self.report_cost:>12,.2f} EUR",
+                f"  attributed revenue        {self.report_ihc_revenue:>12,.2f} EUR",
+                f"  CSV                       {self.csv_path}",
+            ]
+        )
+
+    def save(self, run_dir: Path) -> Path:
+        path = run_dir / SUMMARY_FILE
+        atomic_write_bytes(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RunSummary:
+        return cls(**orjson.loads(path.read_bytes()))
