@@ -22,11 +22,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-import run_context
-from airflow_compat import Param, dag, get_current_context, task
 
 from include import pipeline, settings
 from include.settings import DateRange
+
+import run_context
+from airflow_compat import Param, dag, get_current_context, task
 
 
 @dag(

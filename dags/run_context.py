@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from airflow_compat import get_connection, get_variable, run_type
-
 from include import settings
 from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
 from include.runfiles import run_directory
 from include.settings import DateRange
+
+from airflow_compat import get_connection, get_variable, run_type
 
 log = logging.getLogger(__name__)
 

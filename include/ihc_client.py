@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -57,8 +57,13 @@ class ClientSettings:
 
 
 def target_from_connection(
-    conn_id: str, conn_type: str | None, host: str | None, schema: str | None, port: int | None,
-    password: str | None, extra: dict,
+    conn_id: str,
+    conn_type: str | None,
+    host: str | None,
+    schema: str | None,
+    port: int | None,
+    password: str | None,
+    extra: dict,
 ) -> ApiTarget:
     """The API target from an Airflow connection's fields (key in the password field)."""
     if not host:
@@ -117,11 +122,11 @@ class IhcApiError(RuntimeError):
     """The API could not attribute a request; the message says why and which journeys."""
 
 
-class IhcRejected(IhcApiError):
+class IhcRejectedError(IhcApiError):
     """The API refused the request itself: retrying the same request cannot help."""
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
@@ -139,7 +144,7 @@ def parse_retry_after(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def backoff_delay(attempt: int, settings: ClientSettings) -> float:
@@ -158,7 +163,7 @@ def _failed_conversions(body: dict, sent: dict[str, ApiJourney]) -> set[str]:
     for item in body.get("partialFailureErrors") or []:
         conv_id = item.get("conversion_id") if isinstance(item, dict) else None
         if conv_id not in sent:
-            raise _Retryable(f"partialFailureErrors names an unknown journey: {str(item)[:BODY_SNIPPET]}")
+            raise _RetryableError(f"partialFailureErrors names an unknown journey: {str(item)[:BODY_SNIPPET]}")
         failed.add(conv_id)
     return failed
 
@@ -170,7 +175,7 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
     back, every ihc lies in [0, 1], and each journey's ihc sums to 1 within rounding.
     """
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-        raise _Retryable("answer has no 'value' list")
+        raise _RetryableError("answer has no 'value' list")
     failed = _failed_conversions(body, sent)
     expected = {
         (conv_id, row["session_id"]) for conv_id, journey in sent.items() if conv_id not in failed for row in journey
@@ -183,23 +188,25 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
             key = (item["conversion_id"], item["session_id"])
             shares = [float(item[k]) for k in ("initializer", "holder", "closer", "ihc")]
         except (KeyError, TypeError, ValueError):
-            raise _Retryable(f"answer holds a malformed row: {str(item)[:BODY_SNIPPET]}") from None
+            raise _RetryableError(f"answer holds a malformed row: {str(item)[:BODY_SNIPPET]}") from None
         if key not in expected:
-            raise _Retryable(f"answer holds session {key[1]!r} of conversion {key[0]!r}, which was not sent")
+            raise _RetryableError(f"answer holds session {key[1]!r} of conversion {key[0]!r}, which was not sent")
         if key in seen:
-            raise _Retryable(f"answer holds session {key[1]!r} of conversion {key[0]!r} twice")
+            raise _RetryableError(f"answer holds session {key[1]!r} of conversion {key[0]!r} twice")
         if not all(math.isfinite(s) and -1e-9 <= s <= 1 + 1e-9 for s in shares):
-            raise _Retryable(f"answer gives session {key[1]!r} of conversion {key[0]!r} shares {shares} outside [0, 1]")
+            raise _RetryableError(
+                f"answer gives session {key[1]!r} of conversion {key[0]!r} shares {shares} outside [0, 1]"
+            )
         seen.add(key)
         sums[key[0]] = sums.get(key[0], 0.0) + shares[3]
         result.append(Attribution(key[0], key[1], *shares))
     missing = expected - seen
     if missing:
         first = sorted(missing)[:3]
-        raise _Retryable(f"answer lacks {len(missing)} sent sessions, e.g. {first}")
+        raise _RetryableError(f"answer lacks {len(missing)} sent sessions, e.g. {first}")
     for conv_id, total in sums.items():
         if abs(total - 1) > ROUNDING_SLACK * len(sent[conv_id]):
-            raise _Retryable(f"ihc of conversion {conv_id!r} sums to {total:.6f}, not 1")
+            raise _RetryableError(f"ihc of conversion {conv_id!r} sums to {total:.6f}, not 1")
     return result, failed
 
 
@@ -213,25 +220,25 @@ class IhcClient:
 
     def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
         if status == 429:
-            raise _Retryable("HTTP 429 Too Many Requests", parse_retry_after(retry_after))
+            raise _RetryableError("HTTP 429 Too Many Requests", parse_retry_after(retry_after))
         if status >= 500:
-            raise _Retryable(f"HTTP {status}: {_snippet(body)}")
+            raise _RetryableError(f"HTTP {status}: {_snippet(body)}")
         if status in (401, 403):
-            raise IhcRejected(
+            raise IhcRejectedError(
                 f"the API refused the key (HTTP {status}): check the password of the ihc_api connection"
             )
         if status not in (200, 206):
-            raise IhcRejected(f"the API rejected the request (HTTP {status}): {_snippet(body)}")
+            raise IhcRejectedError(f"the API rejected the request (HTTP {status}): {_snippet(body)}")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise _Retryable(f"HTTP {status} with a body that is not JSON: {_snippet(body)}") from None
+            raise _RetryableError(f"HTTP {status} with a body that is not JSON: {_snippet(body)}") from None
         code = payload.get("statusCode", status) if isinstance(payload, dict) else status
         if code in (200, 206):
             return payload
         if code == 429 or (isinstance(code, int) and code >= 500):
-            raise _Retryable(f"HTTP {status} but statusCode {code} in the body: {_snippet(body)}")
-        raise IhcRejected(f"the API rejected the request (statusCode {code}): {_snippet(body)}")
+            raise _RetryableError(f"HTTP {status} but statusCode {code} in the body: {_snippet(body)}")
+        raise IhcRejectedError(f"the API rejected the request (statusCode {code}): {_snippet(body)}")
 
     async def _send(self, session: aiohttp.ClientSession, journeys: Sequence[ApiJourney]) -> dict:
         payload: dict[str, object] = {"customer_journeys": [row for j in journeys for row in j]}
@@ -247,10 +254,10 @@ class IhcClient:
             ) as response:
                 body = await response.read()
                 return self._classify(response.status, body, response.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
-            raise _Retryable(f"no answer within {self.settings.timeout_seconds} s") from None
+        except TimeoutError:
+            raise _RetryableError(f"no answer within {self.settings.timeout_seconds} s") from None
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection problem: {type(exc).__name__}: {exc}") from None
+            raise _RetryableError(f"connection problem: {type(exc).__name__}: {exc}") from None
 
     async def _attribute_request(
         self, session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, journeys: list[ApiJourney]
@@ -263,7 +270,7 @@ class IhcClient:
                 async with semaphore:
                     body = await self._send(session, list(pending.values()))
                 attributions, failed = validate_answer(body, pending)
-            except _Retryable as exc:
+            except _RetryableError as exc:
                 if attempt == self.settings.max_attempts:
                     raise IhcApiError(f"{where} failed after {attempt} attempts: {exc}") from None
                 delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, self.settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 
 PHASES = ("initializer", "holder", "closer")
 DECIMALS = 4
@@ -96,7 +97,7 @@ def phase_shares(journey: Sequence[Touchpoint], params: ModelParameters) -> list
             ),
             DECIMALS,
         )
-        for prev, cur in zip(journey, journey[1:], strict=False)
+        for prev, cur in pairwise(journey)
     ]
     mu_c = [
         1.0
@@ -141,9 +142,7 @@ def redistribute(shares: list[float], labels: Sequence[str], rule: Redistributio
         else:
             candidates = (j for j in range(len(shares)) if j != giver)
         receivers = [
-            j
-            for j in candidates
-            if labels[j] not in rule.channel_labels and shares[j] > rule.receive_threshold
+            j for j in candidates if labels[j] not in rule.channel_labels and shares[j] > rule.receive_threshold
         ]
         pool = sum(shares[j] for j in receivers)
         if pool <= 0:
@@ -179,10 +178,7 @@ def attribute_journey(
             columns[p] = redistribute(columns[p], labels, rule)
     present = [p for p in range(3) if sum(columns[p]) > 0]
     weight_sum = sum(params.weights[p] for p in present)
-    ihc = [
-        sum(params.weights[p] * columns[p][i] for p in present) / weight_sum
-        for i in range(len(journey))
-    ]
+    ihc = [sum(params.weights[p] * columns[p][i] for p in present) / weight_sum for i in range(len(journey))]
     rounded = [round_to_one(col) for col in columns]
     ihc_rounded = round_to_one(ihc)
     return [

@@ -70,9 +70,7 @@ def parse_timestamp(value: str, table: str, row_id: str) -> datetime:
     try:
         return datetime.strptime(value, TIMESTAMP_FORMAT)
     except (TypeError, ValueError):
-        raise BadRowError(
-            f"{table} row {row_id!r} has timestamp {value!r}, expected YYYY-MM-DD HH:MM:SS"
-        ) from None
+        raise BadRowError(f"{table} row {row_id!r} has timestamp {value!r}, expected YYYY-MM-DD HH:MM:SS") from None
 
 
 def journey_for(

@@ -91,7 +91,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"statusCode": status, "message": message}, status=status, headers=headers)
 
 
-class BadRequest(Exception):
+class BadRequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -99,19 +99,19 @@ class BadRequest(Exception):
 
 def _group_journeys(rows: object, config: ServerConfig) -> dict[str, list[dict]]:
     if not isinstance(rows, list) or not rows:
-        raise BadRequest(400, "customer_journeys must be a non-empty list")
+        raise BadRequestError(400, "customer_journeys must be a non-empty list")
     if len(rows) > config.max_sessions:
-        raise BadRequest(400, f"request holds {len(rows)} sessions, the limit is {config.max_sessions}")
+        raise BadRequestError(400, f"request holds {len(rows)} sessions, the limit is {config.max_sessions}")
     journeys: dict[str, list[dict]] = {}
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise BadRequest(400, f"customer_journeys[{index}] is not an object")
+            raise BadRequestError(400, f"customer_journeys[{index}] is not an object")
         for name, kind in REQUIRED_FIELDS.items():
             if not isinstance(row.get(name), kind):
-                raise BadRequest(400, f"customer_journeys[{index}].{name} is missing or not {kind.__name__}")
+                raise BadRequestError(400, f"customer_journeys[{index}].{name} is missing or not {kind.__name__}")
         journeys.setdefault(row["conversion_id"], []).append(row)
     if len(journeys) > config.max_journeys:
-        raise BadRequest(400, f"request holds {len(journeys)} journeys, the limit is {config.max_journeys}")
+        raise BadRequestError(400, f"request holds {len(journeys)} journeys, the limit is {config.max_journeys}")
     return journeys
 
 
@@ -130,7 +130,7 @@ def _redistribution(body: dict) -> dict[str, RedistributionRule] | None:
             if phase in PHASES
         }
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise BadRequest(400, f"invalid redistribution_parameter: {exc}") from None
+        raise BadRequestError(400, f"invalid redistribution_parameter: {exc}") from None
 
 
 def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
@@ -147,7 +147,7 @@ def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
             for r in rows
         ]
     except ValueError as exc:
-        raise BadRequest(406, f"journey {conv_id!r} could not be parsed: {exc}") from None
+        raise BadRequestError(406, f"journey {conv_id!r} could not be parsed: {exc}") from None
     return sorted(points, key=lambda p: p.timestamp)
 
 
@@ -162,13 +162,13 @@ async def compute_ihc(request: web.Request) -> web.Response:
     try:
         body = orjson.loads(await request.read())
         if not isinstance(body, dict):
-            raise BadRequest(400, "request body must be a JSON object")
+            raise BadRequestError(400, "request body must be a JSON object")
         journeys = _group_journeys(body.get("customer_journeys"), config)
         redistribution = _redistribution(body)
         touchpoints = {conv_id: _touchpoints(conv_id, rows) for conv_id, rows in journeys.items()}
     except orjson.JSONDecodeError:
         return _error(400, "request body is not valid JSON")
-    except BadRequest as exc:
+    except BadRequestError as exc:
         return _error(exc.status, str(exc))
 
     fault = config.take_fault(journeys)

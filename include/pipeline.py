@@ -17,8 +17,8 @@ from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_ch
 from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.report import write_csv
-from include.runfiles import atomic_write_bytes
 from include.results import ChunkResult, check_complete, iter_rows, write_result
+from include.runfiles import atomic_write_bytes
 from include.settings import MAX_MAP_LENGTH, DateRange
 from include.summary import RunSummary
 
@@ -47,9 +47,7 @@ def extract_step(warehouse_path: Path, window: DateRange, lookback_days: int, ru
     return asdict(result)
 
 
-def journeys_step(
-    extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int, lookback_days: int
-) -> list[dict]:
+def journeys_step(extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int, lookback_days: int) -> list[dict]:
     """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
     stats = JourneyStats()
     journeys = build_journeys(
@@ -78,7 +76,13 @@ def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: Clie
     log.info("%s: %d sessions to %s", info.label, info.sessions, target.url)
     outcome = attribute_journeys(read_chunk(Path(info.path)), target, settings)
     result = write_result(run_dir, info, outcome)
-    log.info("%s: %d sessions attributed in %d requests (%d attempts)", info.label, result.rows, result.requests, result.attempts)
+    log.info(
+        "%s: %d sessions attributed in %d requests (%d attempts)",
+        info.label,
+        result.rows,
+        result.requests,
+        result.attempts,
+    )
     return result.to_xcom()
 
 

@@ -158,12 +158,15 @@ class Generator:
             for conv_time in conv_times:
                 made += 1
                 revenue = round(self.rng.lognormvariate(math.log(58) - 0.18, 0.6), 2)
-                yield "conversion", (
-                    f"C{self.spec.seed:03d}{made:08d}",
-                    user,
-                    conv_time.strftime("%Y-%m-%d"),
-                    conv_time.strftime("%H:%M:%S"),
-                    revenue,
+                yield (
+                    "conversion",
+                    (
+                        f"C{self.spec.seed:03d}{made:08d}",
+                        user,
+                        conv_time.strftime("%Y-%m-%d"),
+                        conv_time.strftime("%H:%M:%S"),
+                        revenue,
+                    ),
                 )
                 if self.rng.random() >= NO_SESSION_SHARE:
                     for at in self._journey_times(conv_time, self._journey_length()):

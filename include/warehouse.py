@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -49,8 +50,7 @@ OUTPUT_DDL = (
 )
 
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_session_sources_user_time "
-    "ON session_sources (user_id, event_date, event_time)",
+    "CREATE INDEX IF NOT EXISTS idx_session_sources_user_time ON session_sources (user_id, event_date, event_time)",
     "CREATE INDEX IF NOT EXISTS idx_session_sources_date ON session_sources (event_date)",
     "CREATE INDEX IF NOT EXISTS idx_conversions_date ON conversions (conv_date)",
     "CREATE INDEX IF NOT EXISTS idx_attribution_session ON attribution_customer_journey (session_id)",
@@ -187,18 +187,17 @@ def init_schema(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-class transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception."""
-
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.conn = db.conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on any error."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def count_conversions(db: sqlite_utils.Database, start: str, end: str) -> tuple[int, float]:

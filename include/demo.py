@@ -1,0 +1,94 @@
+"""``make demo``: run the whole pipeline once, offline, on the sample database.
+
+Generates ``data/challenge.db`` if missing, starts the local IHC server on 127.0.0.1, runs the
+DAG once in real Airflow (``airflow dags test``, metadata DB under ``.airflow/``), prints the
+run summary and stops the server. Airflow's own output goes to ``.airflow/demo.log``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from include import settings
+from include.local_airflow import airflow_env, local_api_connection
+from include.sample_data import SampleSpec, generate
+from include.summary import SUMMARY_FILE, RunSummary
+
+DAG_ID = "ihc_attribution"
+LOG_TAIL = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((settings.LOCAL_API_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the local IHC server exited with code {process.returncode}")
+        try:
+            socket.create_connection((settings.LOCAL_API_HOST, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the local IHC server did not listen on port {port} within {timeout} s")
+
+
+def newest_summary(since: float) -> RunSummary | None:
+    candidates = [p for p in settings.work_dir().glob(f"*/{SUMMARY_FILE}") if p.stat().st_mtime >= since]
+    return RunSummary.load(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+
+
+def main() -> int:
+    home = settings.PROJECT_ROOT / ".airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "demo.log"
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    warehouse = settings.default_warehouse_path()
+    if not warehouse.exists():
+        print(f"generating the sample database {warehouse} ...", flush=True)
+        generate(warehouse, SampleSpec())
+    port = free_port()
+    env = airflow_env(home) | local_api_connection(settings.local_api_url(port=port), settings.LOCAL_API_KEY)
+    with log_path.open("w") as log:
+
+        def airflow_cli(*args: str) -> int:
+            return subprocess.call([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        print("preparing the Airflow metadata DB in .airflow/ ...", flush=True)
+        if airflow_cli("db", "migrate") or airflow_cli("pools", "set", settings.API_POOL, "4", "IHC API requests"):
+            print(f"Airflow set-up failed; see {log_path}", file=sys.stderr)
+            return 1
+        server = subprocess.Popen(
+            [sys.executable, "-m", "include.local_server", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+        try:
+            wait_for_port(port, server)
+            print(f"local IHC server on {settings.local_api_url(port=port)}; running the DAG ...", flush=True)
+            conf = {"start_date": settings.default_start_date(), "end_date": settings.default_end_date()}
+            started = time.time()
+            code = airflow_cli("dags", "test", DAG_ID, "-c", orjson.dumps(conf).decode())
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    summary = newest_summary(started)
+    if code != 0 or summary is None:
+        print("".join(log_path.read_text().splitlines(keepends=True)[-LOG_TAIL:]), file=sys.stderr)
+        print(f"the DAG run failed (exit code {code}); full log: {log_path}", file=sys.stderr)
+        return 1
+    print(summary.text())
+    print(f"took {time.time() - started:.1f} s; Airflow log: {log_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
