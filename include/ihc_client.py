@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -71,7 +72,8 @@ def target_from_connection(
     if not password:
         raise cfg.SettingError(f"connection {conn_id} has no password (the API key)")
     if "://" in host:
-        base = host
+        parts = urlsplit(host)
+        base = parts._replace(netloc=f"{parts.netloc}:{port}").geturl() if port and not parts.port else host
     else:
         scheme = next((s for s in (schema, conn_type) if s in ("http", "https")), "https")
         base = f"{scheme}://{host}" + (f":{port}" if port else "")
@@ -144,6 +146,8 @@ def parse_retry_after(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 

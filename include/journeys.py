@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from include.records import Conversion, Session
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 SAMPLE_IDS = 10
 
 
@@ -67,7 +69,10 @@ class JourneyStats:
 
 
 def parse_timestamp(value: str, table: str, row_id: str) -> datetime:
+    """Only the zero-padded form: journeys are cut by comparing timestamps as text."""
     try:
+        if not TIMESTAMP_PATTERN.fullmatch(value):
+            raise ValueError(value)
         return datetime.strptime(value, TIMESTAMP_FORMAT)
     except (TypeError, ValueError):
         raise BadRowError(f"{table} row {row_id!r} has timestamp {value!r}, expected YYYY-MM-DD HH:MM:SS") from None

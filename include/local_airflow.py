@@ -1,7 +1,8 @@
 """Environment for running Airflow from this checkout, kept inside the project's ignored folders.
 
 ``AIRFLOW_HOME`` and the file-based metadata DB live under ``.airflow/`` (never the user's home);
-the DAGs folder is ``dags/`` and the project root is on ``PYTHONPATH`` so ``include`` imports.
+the DAGs folder is ``dags/``; the project root and ``dags/`` are on ``PYTHONPATH`` so ``include``
+and the DAG's helper modules import in every process Airflow starts.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from include import settings
 
 def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    root = str(settings.PROJECT_ROOT)
-    python_path = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    ours = [str(settings.PROJECT_ROOT), str(settings.PROJECT_ROOT / "dags")]
+    python_path = ours + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in ours]
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -28,6 +28,7 @@ from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
 
 log = logging.getLogger(__name__)
 
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 FAULT_KINDS = ("429", "500", "slow", "partial")
 REQUIRED_FIELDS = {
     "conversion_id": str,
@@ -138,7 +139,7 @@ def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
         points = [
             Touchpoint(
                 session_id=r["session_id"],
-                timestamp=datetime.fromisoformat(r["timestamp"]),
+                timestamp=datetime.strptime(r["timestamp"], TIMESTAMP_FORMAT),
                 channel_label=r["channel_label"],
                 holder_engagement=r["holder_engagement"],
                 closer_engagement=r["closer_engagement"],
@@ -152,7 +153,7 @@ def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
 
 
 async def compute_ihc(request: web.Request) -> web.Response:
-    config: ServerConfig = request.app["config"]
+    config = request.app[CONFIG]
     key = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(key.encode(), config.api_key.encode()):
         return _error(403, "Forbidden: missing or invalid x-api-key")
@@ -210,9 +211,12 @@ async def compute_ihc(request: web.Request) -> web.Response:
     )
 
 
+CONFIG = web.AppKey("config", ServerConfig)
+
+
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["config"] = config
+    app[CONFIG] = config
     app.router.add_post("/v1/compute_ihc", compute_ihc)
     return app
 

@@ -46,8 +46,12 @@ def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) 
     """Every chunk has exactly one result holding as many rows as the chunk has sessions."""
     by_index = {r.index: r for r in results}
     missing = [c.label for c in chunks if c.index not in by_index]
-    if missing or len(by_index) != len(results):
+    if missing:
         raise ResultsError(f"{len(missing)} chunks have no result ({', '.join(missing[:5])}); nothing was written")
+    if len(by_index) != len(results) or len(results) != len(chunks):
+        raise ResultsError(
+            f"{len(results)} results for {len(chunks)} chunks (a duplicate or unknown chunk); nothing was written"
+        )
     for chunk in chunks:
         if by_index[chunk.index].rows != chunk.sessions:
             raise ResultsError(

@@ -6,6 +6,7 @@ them into typed values and name the setting at fault when one is wrong.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -65,6 +66,8 @@ class FloatVariable:
             value = float(str(raw).strip())
         except ValueError:
             raise SettingError(f"Variable {self.name}={raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise SettingError(f"Variable {self.name}={raw!r} is not a finite number")
         if value < self.minimum:
             raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
         return value

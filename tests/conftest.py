@@ -9,11 +9,13 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from include import settings
 from include.local_airflow import airflow_env
 
 _ROOT = Path(tempfile.mkdtemp(prefix="ihc-tests-"))
@@ -26,6 +28,9 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
 )
+
+# Airflow puts the DAGs folder on sys.path of the processes it starts; do the same in-process.
+sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
 from include.local_server import ServerConfig, ServerThread  # noqa: E402
 from include.sample_data import SampleSpec, generate  # noqa: E402

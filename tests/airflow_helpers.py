@@ -1,0 +1,27 @@
+"""Helpers for tests that run Airflow itself (DAG and end-to-end tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from include import settings
+
+DAG_ID = "ihc_attribution"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def migrate_metadata_db() -> None:
+    """Create the metadata DB and the API pool in the tests' AIRFLOW_HOME."""
+    for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC API"]):
+        done = subprocess.run([AIRFLOW, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def load_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag, bag.dags[DAG_ID]

@@ -1,0 +1,155 @@
+"""The DAG run for real: dag.test() in Airflow, HTTP to the local IHC server, a SQLite warehouse.
+
+Assertions are checked against independent recomputations (Python over the raw tables, SQL
+with datetime()), not against the pipeline's own queries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from include import settings, warehouse
+from include.journeys import JourneyStats, build_journeys
+from include.local_airflow import local_api_connection
+from include.local_server import Fault, ServerConfig
+from include.runfiles import run_directory
+from include.summary import SUMMARY_FILE, RunSummary
+from tests.airflow_helpers import load_dag, migrate_metadata_db
+
+START, END = settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE
+CHUNK_SIZE = 500
+
+
+@pytest.fixture(scope="module")
+def dag():
+    migrate_metadata_db()
+    return load_dag()[1]
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch, sample_db: Path, local_server: str, server_config: ServerConfig) -> Path:
+    """Connections and Variables as a deployment would set them, pointing at the test's parts."""
+    monkeypatch.setenv("AIRFLOW_CONN_IHC_WAREHOUSE", f'{{"conn_type": "sqlite", "host": "{sample_db}"}}')
+    for key, value in local_api_connection(local_server, server_config.api_key).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_CHUNK_SIZE", str(CHUNK_SIZE))
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_MAX_ATTEMPTS_PER_REQUEST", "2")
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_BACKOFF_SECONDS", "0.01")
+    return sample_db
+
+
+def run(dag, start: str = START, end: str = END):
+    return dag.test(run_conf={"start_date": start, "end_date": end})
+
+
+def task_instances(dag_run) -> dict[tuple[str, int], object]:
+    return {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+
+
+def table(db: Path, name: str, order: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT * FROM {name} ORDER BY {order}").fetchall()
+
+
+def expected_attributed(db: Path) -> set[str]:
+    """Conversions in range with a session strictly before them within 30 days, by datetime()."""
+    query = """
+        SELECT c.conv_id FROM conversions c
+        WHERE c.conv_date BETWEEN ? AND ? AND EXISTS (
+            SELECT 1 FROM session_sources s WHERE s.user_id = c.user_id
+              AND datetime(s.event_date || ' ' || s.event_time) < datetime(c.conv_date || ' ' || c.conv_time)
+              AND datetime(s.event_date || ' ' || s.event_time)
+                  >= datetime(c.conv_date || ' ' || c.conv_time, '-30 days'))"""
+    with sqlite3.connect(db) as conn:
+        return {row[0] for row in conn.execute(query, (START, END))}
+
+
+def recomputed_report(db: Path) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """channel_reporting recomputed in Python from the raw tables."""
+    with sqlite3.connect(db) as conn:
+        where = {
+            s: (ch, d) for s, ch, d in conn.execute("SELECT session_id, channel_name, event_date FROM session_sources")
+        }
+        costs = dict(conn.execute("SELECT session_id, cost FROM session_costs"))
+        revenue = dict(conn.execute("SELECT conv_id, revenue FROM conversions"))
+        attributions = conn.execute("SELECT conv_id, session_id, ihc FROM attribution_customer_journey").fetchall()
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for session_id, key in where.items():
+        totals[key][0] += costs.get(session_id) or 0.0
+    for conv_id, session_id, ihc in attributions:
+        totals[where[session_id]][1] += ihc
+        totals[where[session_id]][2] += ihc * revenue[conv_id]
+    return {key: tuple(values) for key, values in totals.items()}
+
+
+def conversion_in_second_chunk(db: Path) -> str:
+    stats = JourneyStats()
+    conn = warehouse.connect(db)
+    warehouse.init_schema(conn)
+    journeys = build_journeys(
+        warehouse.iter_conversions(conn, START, END),
+        warehouse.iter_sessions_of_converting_users(conn, START, END, 30),
+        30,
+        3000,
+        stats,
+    )
+    return [j.conversion_id for j in journeys][CHUNK_SIZE]
+
+
+def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(dag, pipeline_env: Path, server_config):
+    db = pipeline_env
+    server_config.faults.append(Fault("500", times=2, conversion_id=conversion_in_second_chunk(db)))
+
+    first = run(dag)
+
+    assert str(first.state) in ("success", "DagRunState.SUCCESS")
+    tis = task_instances(first)
+    chunks = sorted(index for task_id, index in tis if task_id == "attribute_chunk")
+    assert len(chunks) == 4
+    assert {index: tis[("attribute_chunk", index)].try_number for index in chunks} == {0: 1, 1: 2, 2: 1, 3: 1}
+    assert tis[("attribute_chunk", 1)].rendered_map_index == f"chunk 2/4 · {CHUNK_SIZE} journeys"
+    assert server_config.faults_fired == 2
+
+    with sqlite3.connect(db) as conn:
+        sums = dict(conn.execute("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id"))
+    assert set(sums) == expected_attributed(db)
+    assert max(abs(total - 1) for total in sums.values()) < 1e-9
+
+    stored = {(ch, d): (cost, ihc, rev) for ch, d, cost, ihc, rev in table(db, "channel_reporting", "1, 2")}
+    recomputed = recomputed_report(db)
+    assert stored.keys() == recomputed.keys()
+    for key, values in recomputed.items():
+        assert stored[key] == pytest.approx(values, abs=1e-6), key
+    assert sum(v[1] for v in stored.values()) == pytest.approx(len(sums), abs=1e-6)
+
+    summary = RunSummary.load(run_directory(settings.work_dir(), first.run_id) / SUMMARY_FILE)
+    assert (summary.attributed, summary.chunks, summary.report_rows) == (len(sums), 4, len(stored))
+    assert summary.conversions == summary.attributed + summary.without_sessions
+    csv_lines = Path(summary.csv_path).read_text().splitlines()
+    assert csv_lines[0] == "channel_name,date,cost,ihc,ihc_revenue,CPO,ROAS"
+    assert len(csv_lines) == len(stored) + 1
+
+    before = [table(db, "attribution_customer_journey", "1, 2"), table(db, "channel_reporting", "1, 2")]
+    second = run(dag)
+    assert str(second.state) in ("success", "DagRunState.SUCCESS")
+    assert [table(db, "attribution_customer_journey", "1, 2"), table(db, "channel_reporting", "1, 2")] == before
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "param"),
+    [("2023-09-07", "2023-09-01", "end_date"), ("2023-9-1x", "2023-09-07", "start_date")],
+)
+def test_invalid_params_fail_the_first_task_naming_the_param(dag, pipeline_env, capfd, start, end, param):
+    dag_run = run(dag, start, end)
+
+    tis = task_instances(dag_run)
+    assert str(tis[("init_db", -1)].state).endswith("failed")
+    assert str(tis[("extract", -1)].state).endswith("upstream_failed")
+    captured = capfd.readouterr()
+    assert f"param {param}=" in captured.out + captured.err
+    with sqlite3.connect(pipeline_env) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'channel_reporting'").fetchone() is None

@@ -1,0 +1,205 @@
+"""Chunk files (one per mapped API task) and request packing within a chunk."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import orjson
+import pytest
+
+from include.chunks import ChunkInfo, effective_chunk_size, pack_requests, read_chunk, write_chunks
+from include.journeys import Journey
+from include.records import Session
+
+
+def make_journey(conv_id: str, n_sessions: int) -> Journey:
+    return Journey(
+        conv_id,
+        tuple(
+            Session(f"{conv_id}-s{i}", f"user-{conv_id}", f"2023-09-01 10:{i:02d}:00", "Referral", 1, 0, 0)
+            for i in range(n_sessions)
+        ),
+    )
+
+
+def api_journey(conv_id: str, n_sessions: int) -> list[dict[str, object]]:
+    return make_journey(conv_id, n_sessions).to_api_rows()
+
+
+# --- write_chunks / read_chunk ---------------------------------------------------------------
+
+
+def test_write_chunks_file_count_sizes_and_labels(tmp_path):
+    lengths = [1, 2, 3, 1, 1, 4, 2]
+    journeys = [make_journey(f"c{i}", n) for i, n in enumerate(lengths)]
+    chunks = write_chunks(iter(journeys), tmp_path / "chunks", chunk_size=3)
+
+    assert len(chunks) == 3
+    assert [c.index for c in chunks] == [0, 1, 2]
+    assert {c.total for c in chunks} == {3}
+    assert [c.journeys for c in chunks] == [3, 3, 1]
+    assert [c.sessions for c in chunks] == [6, 6, 2]
+    assert [c.label for c in chunks] == [
+        "chunk 1/3 · 3 journeys",
+        "chunk 2/3 · 3 journeys",
+        "chunk 3/3 · 1 journeys",
+    ]
+    files = sorted(p.name for p in (tmp_path / "chunks").iterdir())
+    assert files == ["chunk-0000.json", "chunk-0001.json", "chunk-0002.json"]
+    assert [Path(c.path).name for c in chunks] == files
+
+
+def test_write_chunks_exact_multiple_makes_no_empty_chunk(tmp_path):
+    chunks = write_chunks((make_journey(f"c{i}", 1) for i in range(6)), tmp_path, chunk_size=3)
+    assert [c.journeys for c in chunks] == [3, 3]
+    assert len(list(tmp_path.glob("chunk-*.json"))) == 2
+
+
+def test_write_chunks_without_journeys_writes_nothing(tmp_path):
+    assert write_chunks(iter([]), tmp_path / "chunks", chunk_size=5) == []
+    assert not (tmp_path / "chunks").exists() or not any((tmp_path / "chunks").iterdir())
+
+
+def test_write_chunks_leaves_no_temp_files(tmp_path):
+    write_chunks((make_journey(f"c{i}", 2) for i in range(5)), tmp_path, chunk_size=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0000.json", "chunk-0001.json", "chunk-0002.json"]
+
+
+def test_read_chunk_round_trip(tmp_path):
+    journeys = [make_journey(f"c{i}", n) for i, n in enumerate([2, 1, 3, 1, 5])]
+    chunks = write_chunks(iter(journeys), tmp_path, chunk_size=2)
+    read_back = [journey for chunk in chunks for journey in read_chunk(Path(chunk.path))]
+    assert read_back == [j.to_api_rows() for j in journeys]
+    for chunk in chunks:
+        content = read_chunk(Path(chunk.path))
+        assert len(content) == chunk.journeys
+        assert sum(len(j) for j in content) == chunk.sessions
+
+
+def test_chunk_info_xcom_round_trip():
+    info = ChunkInfo(index=4, total=12, path="/tmp/x/chunk-0004.json", journeys=100, sessions=180)
+    data = info.to_xcom()
+    assert data["label"] == "chunk 5/12 · 100 journeys"
+    assert orjson.loads(orjson.dumps(data)) == data
+    assert ChunkInfo.from_xcom(data) == info
+
+
+def test_read_chunk_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "chunk-0042.json"
+    with pytest.raises(FileNotFoundError) as info:
+        read_chunk(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b'{"other": []}', b"[1, 2, 3]", b""],
+    ids=["broken-json", "no-journeys-key", "json-list", "empty"],
+)
+def test_read_chunk_invalid_file_names_the_path(tmp_path, content):
+    path = tmp_path / "chunk-0007.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        read_chunk(path)
+    assert str(path) in str(info.value)
+
+
+# --- pack_requests -----------------------------------------------------------------------------
+
+
+def lengths_of(requests):
+    return [[len(j) for j in request] for request in requests]
+
+
+def test_pack_requests_respects_max_journeys():
+    journeys = [api_journey(f"c{i}", 1) for i in range(5)]
+    requests = pack_requests(journeys, max_journeys=2, max_sessions=3000)
+    assert [len(r) for r in requests] == [2, 2, 1]
+
+
+def test_pack_requests_respects_max_sessions():
+    journeys = [api_journey(f"c{i}", n) for i, n in enumerate([2, 2, 2, 3, 1])]
+    requests = pack_requests(journeys, max_journeys=100, max_sessions=5)
+    assert lengths_of(requests) == [[2, 2], [2, 3], [1]]
+
+
+def test_pack_requests_fills_exactly_to_the_session_limit():
+    journeys = [api_journey("a", 3), api_journey("b", 2), api_journey("c", 1)]
+    requests = pack_requests(journeys, max_journeys=100, max_sessions=5)
+    assert lengths_of(requests) == [[3, 2], [1]]
+
+
+def test_pack_requests_journey_at_the_limit_gets_its_own_request():
+    journeys = [api_journey("a", 1), api_journey("b", 4), api_journey("c", 1)]
+    requests = pack_requests(journeys, max_journeys=100, max_sessions=4)
+    assert lengths_of(requests) == [[1], [4], [1]]
+
+
+@pytest.mark.parametrize(("max_journeys", "max_sessions"), [(1, 37), (3, 40), (4, 60), (100, 3000), (7, 37), (100, 50)])
+def test_pack_requests_never_splits_keeps_order_and_limits(max_journeys, max_sessions):
+    lengths = [((i * 7) % 11) + 1 for i in range(60)] + [37, 1, 36]
+    journeys = [api_journey(f"c{i:03d}", n) for i, n in enumerate(lengths)]
+    requests = pack_requests(journeys, max_journeys=max_journeys, max_sessions=max_sessions)
+
+    flat = [journey for request in requests for journey in request]
+    assert flat == journeys  # same journeys, same order, each whole
+    for request in requests:
+        assert 1 <= len(request) <= max_journeys
+        assert sum(len(j) for j in request) <= max_sessions
+        for journey in request:
+            assert len({row["conversion_id"] for row in journey}) == 1
+    session_ids = [row["session_id"] for request in requests for journey in request for row in journey]
+    assert len(session_ids) == len(set(session_ids)) == sum(lengths)
+
+
+def test_pack_requests_empty():
+    assert pack_requests([], max_journeys=100, max_sessions=3000) == []
+
+
+def test_pack_requests_raises_for_a_journey_above_max_sessions():
+    journeys = [api_journey("ok", 2), api_journey("too-long", 6)]
+    with pytest.raises(ValueError) as info:
+        pack_requests(journeys, max_journeys=100, max_sessions=5)
+    message = str(info.value)
+    assert "too-long" in message
+    assert "6 sessions" in message
+    assert "5-session" in message
+
+
+# --- effective_chunk_size ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expected", "chunk_size", "max_chunks"),
+    [(1940, 400, 1024), (0, 400, 1024), (409_600, 400, 1024), (10, 1, 10), (1, 1, 1)],
+)
+def test_effective_chunk_size_keeps_the_configured_size(caplog, expected, chunk_size, max_chunks):
+    with caplog.at_level(logging.WARNING, logger="include.chunks"):
+        assert effective_chunk_size(expected, chunk_size, max_chunks) == chunk_size
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("expected", "chunk_size", "max_chunks", "grown"),
+    [(409_601, 400, 1024, 401), (1_000_000, 400, 1024, 977), (11, 1, 10, 2), (250, 10, 3, 84)],
+)
+def test_effective_chunk_size_grows_to_stay_under_max_chunks(caplog, expected, chunk_size, max_chunks, grown):
+    with caplog.at_level(logging.WARNING, logger="include.chunks"):
+        size = effective_chunk_size(expected, chunk_size, max_chunks)
+    assert size == grown
+    assert math.ceil(expected / size) <= max_chunks
+    assert len(caplog.records) == 1
+    record = caplog.records[0]
+    assert record.levelno == logging.WARNING
+    assert str(grown) in record.getMessage()
+    assert str(max_chunks) in record.getMessage()
+
+
+def test_effective_chunk_size_gives_at_most_max_chunks_files(tmp_path):
+    journeys = [make_journey(f"c{i}", 1) for i in range(25)]
+    size = effective_chunk_size(len(journeys), chunk_size=2, max_chunks=4)
+    chunks = write_chunks(iter(journeys), tmp_path, chunk_size=size)
+    assert len(chunks) <= 4
+    assert sum(c.journeys for c in chunks) == 25

@@ -1,0 +1,384 @@
+"""The IHC client against the real local server (retries, limits, rejections) and its pure helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from include.chunks import pack_requests
+from include.ihc_client import (
+    ApiTarget,
+    ClientSettings,
+    IhcApiError,
+    IhcClient,
+    IhcRejectedError,
+    _RetryableError,
+    attribute_journeys,
+    backoff_delay,
+    parse_retry_after,
+    target_from_connection,
+    validate_answer,
+)
+from include.local_server import Fault, ServerConfig
+from include.settings import LOCAL_API_KEY, SettingError
+
+FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
+
+
+def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00") -> list[dict]:
+    """API rows of one journey, like ``Journey.to_api_rows``; the last one is the conversion."""
+    first = datetime.fromisoformat(start)
+    return [
+        {
+            "conversion_id": conversion_id,
+            "session_id": f"{conversion_id}-s{i + 1}",
+            "timestamp": (first + timedelta(hours=5 * i)).strftime("%Y-%m-%d %H:%M:%S"),
+            "channel_label": ["FB & IG Ads", "Direct Traffic", "Paid Search Brand"][i % 3],
+            "holder_engagement": 1,
+            "closer_engagement": i % 2,
+            "conversion": int(i == sessions - 1),
+            "impression_interaction": 0,
+        }
+        for i in range(sessions)
+    ]
+
+
+def journeys_of(*sizes: int) -> list[list[dict]]:
+    return [journey(f"c{i + 1}", n) for i, n in enumerate(sizes)]
+
+
+def target(base_url: str, key: str = LOCAL_API_KEY) -> ApiTarget:
+    return ApiTarget(base_url=base_url, api_key=key, conv_type_id="default")
+
+
+def sent_keys(journeys: list[list[dict]]) -> list[tuple[str, str]]:
+    return sorted((row["conversion_id"], row["session_id"]) for j in journeys for row in j)
+
+
+def assert_complete(attributions: list, journeys: list[list[dict]]) -> None:
+    """Every sent session came back exactly once and each conversion's ihc sums to 1."""
+    assert sorted((a.conversion_id, a.session_id) for a in attributions) == sent_keys(journeys)
+    sums: dict[str, float] = {}
+    for a in attributions:
+        sums[a.conversion_id] = sums.get(a.conversion_id, 0.0) + a.ihc
+    assert all(total == pytest.approx(1, abs=1e-6) for total in sums.values()), sums
+
+
+# --- against the local server --------------------------------------------------------------
+
+
+def test_plain_success(local_server: str, server_config: ServerConfig) -> None:
+    journeys = journeys_of(1, 3, 2, 5)
+    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    assert_complete(outcome.attributions, journeys)
+    assert outcome.requests == 1
+    assert outcome.attempts == 1
+    assert server_config.requests == 1
+    single = next(a for a in outcome.attributions if a.conversion_id == "c1")
+    assert (single.initializer, single.holder, single.closer, single.ihc) == (1, 0, 1, 1)
+
+
+def test_requests_follow_pack_requests(local_server: str, server_config: ServerConfig) -> None:
+    # the server enforces the same limits: a request over them would come back 400
+    server_config.max_journeys = 3
+    server_config.max_sessions = 6
+    settings = ClientSettings(
+        max_journeys_per_request=3, max_sessions_per_request=6, concurrency=2, backoff_seconds=0.01
+    )
+    journeys = journeys_of(1, 2, 4, 1, 1, 1, 6, 3, 2, 2, 1)
+    expected = pack_requests(journeys, 3, 6)
+    assert len(expected) > 3
+    outcome = attribute_journeys(journeys, target(local_server), settings)
+    assert outcome.requests == len(expected)
+    assert server_config.requests == len(expected)
+    assert outcome.attempts == len(expected)
+    assert_complete(outcome.attributions, journeys)
+
+
+def test_journey_over_the_session_limit_is_refused_before_sending(
+    local_server: str, server_config: ServerConfig
+) -> None:
+    settings = ClientSettings(max_sessions_per_request=3, backoff_seconds=0.01)
+    with pytest.raises(ValueError, match="c2"):
+        attribute_journeys(journeys_of(2, 4), target(local_server), settings)
+    assert server_config.requests == 0
+
+
+def test_500_then_success_is_retried(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("500", times=1))
+    journeys = journeys_of(2, 3)
+    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    assert_complete(outcome.attributions, journeys)
+    assert server_config.requests == 2
+    assert server_config.faults_fired == 1
+    assert outcome.attempts == 2
+
+
+def test_429_retry_after_is_honoured(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("429", retry_after=0.3))
+    journeys = journeys_of(2)
+    started = time.monotonic()
+    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    assert time.monotonic() - started >= 0.3
+    assert_complete(outcome.attributions, journeys)
+    assert server_config.requests == 2
+
+
+def test_retry_after_above_the_allowed_wait_gives_up(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("429", retry_after=50))
+    settings = ClientSettings(backoff_seconds=0.01, max_retry_after_seconds=5)
+    started = time.monotonic()
+    with pytest.raises(IhcApiError, match="50 s"):
+        attribute_journeys(journeys_of(1), target(local_server), settings)
+    assert time.monotonic() - started < 5
+    assert server_config.requests == 1
+
+
+def test_slow_answer_times_out_and_is_retried(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("slow", delay_seconds=1.0))
+    settings = ClientSettings(timeout_seconds=0.2, backoff_seconds=0.01, max_attempts=3)
+    journeys = journeys_of(3, 1)
+    started = time.monotonic()
+    outcome = attribute_journeys(journeys, target(local_server), settings)
+    assert time.monotonic() - started < 1.0  # the client did not wait for the slow answer
+    assert_complete(outcome.attributions, journeys)
+    assert server_config.requests == 2
+    assert outcome.attempts == 2
+
+
+def test_partial_answer_retries_the_failed_journey_only(local_server: str, server_config: ServerConfig) -> None:
+    # the second fault fails every request that carries c1 again: only c2 may be resent
+    server_config.faults.extend([Fault("partial", conversion_id="c2"), Fault("500", times=-1, conversion_id="c1")])
+    journeys = journeys_of(2, 3, 1)
+    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    assert_complete(outcome.attributions, journeys)
+    assert server_config.requests == 2
+    assert server_config.faults_fired == 1
+
+
+def test_persistent_partial_failure_names_the_conversion(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("partial", times=-1, conversion_id="c2"))
+    with pytest.raises(IhcApiError, match=r"1 journeys still failed after 3 attempts: \['c2'\]$") as caught:
+        attribute_journeys(journeys_of(2, 3, 1), target(local_server), FAST)
+    assert not isinstance(caught.value, IhcRejectedError)
+    assert server_config.requests == FAST.max_attempts
+
+
+def test_persistent_500_fails_after_max_attempts(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("500", times=-1))
+    settings = ClientSettings(backoff_seconds=0.01, max_attempts=4)
+    with pytest.raises(IhcApiError, match="after 4 attempts") as caught:
+        attribute_journeys(journeys_of(2), target(local_server), settings)
+    assert not isinstance(caught.value, IhcRejectedError)
+    assert "500" in str(caught.value)
+    assert server_config.requests == 4
+
+
+def test_wrong_key_fails_fast(local_server: str) -> None:
+    client = IhcClient(target(local_server, key="not-the-key"), FAST)
+    with pytest.raises(IhcRejectedError, match="403") as caught:
+        asyncio.run(client.attribute(journeys_of(2, 1)))
+    assert client.attempts == 1
+    assert "not-the-key" not in str(caught.value)
+
+
+def test_client_limits_above_the_server_limits_are_rejected(local_server: str, server_config: ServerConfig) -> None:
+    server_config.max_journeys = 2
+    client = IhcClient(target(local_server), ClientSettings(max_journeys_per_request=5, backoff_seconds=0.01))
+    with pytest.raises(IhcRejectedError, match="400"):
+        asyncio.run(client.attribute(journeys_of(1, 1, 1)))
+    assert client.attempts == 1
+
+
+# --- validate_answer -----------------------------------------------------------------------
+
+
+def sent_map() -> dict[str, list[dict]]:
+    return {"c1": journey("c1", 2), "c2": journey("c2", 1)}
+
+
+def good_rows() -> list[dict]:
+    return [
+        {"conversion_id": "c1", "session_id": "c1-s1", "initializer": 1, "holder": 0, "closer": 0.4, "ihc": 0.4},
+        {"conversion_id": "c1", "session_id": "c1-s2", "initializer": 0, "holder": 0, "closer": 0.6, "ihc": 0.6},
+        {"conversion_id": "c2", "session_id": "c2-s1", "initializer": 1, "holder": 0, "closer": 1, "ihc": 1},
+    ]
+
+
+def test_validate_answer_accepts_a_good_answer() -> None:
+    attributions, failed = validate_answer({"statusCode": 200, "value": good_rows()}, sent_map())
+    assert failed == set()
+    assert [(a.conversion_id, a.session_id, a.ihc) for a in attributions] == [
+        ("c1", "c1-s1", 0.4),
+        ("c1", "c1-s2", 0.6),
+        ("c2", "c2-s1", 1.0),
+    ]
+
+
+def test_validate_answer_accepts_rounding_slack() -> None:
+    rows = good_rows()
+    rows[0]["ihc"] = 0.4001
+    attributions, _ = validate_answer({"value": rows}, sent_map())
+    assert len(attributions) == 3
+
+
+def test_validate_answer_reports_partial_failures() -> None:
+    rows = [r for r in good_rows() if r["conversion_id"] != "c2"]
+    body = {"statusCode": 206, "value": rows, "partialFailureErrors": [{"conversion_id": "c2", "error": "x"}]}
+    attributions, failed = validate_answer(body, sent_map())
+    assert failed == {"c2"}
+    assert {a.conversion_id for a in attributions} == {"c1"}
+
+
+def mutated(change) -> dict:
+    rows = good_rows()
+    change(rows)
+    return {"statusCode": 200, "value": rows}
+
+
+@pytest.mark.parametrize(
+    ("body", "pattern"),
+    [
+        (mutated(lambda rows: rows.pop(1)), r"lacks 1 sent sessions.*c1-s2"),
+        (
+            mutated(
+                lambda rows: rows.append(
+                    {"conversion_id": "c1", "session_id": "c1-s9", "initializer": 0, "holder": 0, "closer": 0, "ihc": 0}
+                )
+            ),
+            r"'c1-s9' of conversion 'c1', which was not sent",
+        ),
+        (
+            mutated(lambda rows: rows.append(dict(rows[2], session_id="c1-s1"))),
+            r"'c1-s1' of conversion 'c2', which was not sent",
+        ),
+        (mutated(lambda rows: rows.append(dict(rows[2]))), r"'c2-s1' of conversion 'c2' twice"),
+        (mutated(lambda rows: rows[2].update(ihc=1.5)), r"'c2-s1' of conversion 'c2'.*outside \[0, 1\]"),
+        (mutated(lambda rows: rows[2].update(closer=-0.2)), r"'c2-s1'.*outside \[0, 1\]"),
+        (mutated(lambda rows: rows[2].update(ihc=float("nan"))), r"'c2-s1'.*outside \[0, 1\]"),
+        (mutated(lambda rows: rows[1].update(ihc=0.3)), r"conversion 'c1' sums to 0.700000"),
+        (mutated(lambda rows: rows[0].pop("ihc")), r"malformed row.*c1-s1"),
+        (mutated(lambda rows: rows[1].update(holder="lots")), r"malformed row.*c1-s2"),
+        (mutated(lambda rows: rows.append("c2-s1")), r"malformed row"),
+        (mutated(lambda rows: rows.append({"conversion_id": "c2", "ihc": 1})), r"malformed row"),
+        ({"statusCode": 200}, r"no 'value' list"),
+        ([], r"no 'value' list"),
+        (
+            {"value": good_rows(), "partialFailureErrors": [{"conversion_id": "c7"}]},
+            r"unknown journey.*c7",
+        ),
+    ],
+    ids=[
+        "missing-session",
+        "unsent-session",
+        "session-under-wrong-conversion",
+        "duplicate-row",
+        "ihc-above-1",
+        "negative-share",
+        "nan-ihc",
+        "sum-far-from-1",
+        "row-without-ihc",
+        "non-numeric-share",
+        "row-not-an-object",
+        "row-without-session",
+        "no-value",
+        "not-an-object",
+        "unknown-partial-failure",
+    ],
+)
+def test_validate_answer_rejects_bad_answers(body: object, pattern: str) -> None:
+    with pytest.raises(_RetryableError, match=pattern):
+        validate_answer(body, sent_map())
+
+
+# --- helpers: Retry-After, backoff, targets ------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0.3", 0.3), ("2", 2.0), ("120", 120.0), ("-5", 0.0)])
+def test_parse_retry_after_seconds(value: str, expected: float) -> None:
+    assert parse_retry_after(value) == pytest.approx(expected)
+
+
+def test_parse_retry_after_http_date() -> None:
+    future = datetime.now(UTC) + timedelta(seconds=30)
+    assert parse_retry_after(format_datetime(future, usegmt=True)) == pytest.approx(30, abs=2)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@pytest.mark.parametrize("value", ["Wed, 21 Oct 2015 07:28:00 -0000", "Wed, 21 Oct 2015 07:28:00"])
+def test_parse_retry_after_http_date_without_zone_is_gmt(value: str) -> None:
+    assert parse_retry_after(value) == 0.0
+    future = (datetime.now(UTC) + timedelta(seconds=60)).strftime("%a, %d %b %Y %H:%M:%S")
+    assert parse_retry_after(future) == pytest.approx(60, abs=2)
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "Wed, 32 Oct 2015 07:28:00 GMT", "1 2 3"])
+def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_backoff_delay_grows_and_is_bounded() -> None:
+    settings = ClientSettings(backoff_seconds=0.5, max_backoff_seconds=4.0)
+    for attempt in range(1, 40):
+        ceiling = min(4.0, 0.5 * 2 ** (attempt - 1))
+        for _ in range(20):
+            delay = backoff_delay(attempt, settings)
+            assert ceiling * 0.5 <= delay <= ceiling <= settings.max_backoff_seconds
+    assert max(backoff_delay(1, settings) for _ in range(50)) <= 0.5
+    assert min(backoff_delay(10, settings) for _ in range(50)) >= 2.0
+
+
+def test_api_target_repr_hides_the_key() -> None:
+    secret = "sk-very-secret-123"
+    api = ApiTarget(base_url="https://api.ihc-attribution.com/", api_key=secret, conv_type_id="conv1")
+    assert secret not in repr(api)
+    assert secret not in str(api)
+    assert "conv1" in repr(api)
+    assert api.url == "https://api.ihc-attribution.com/v1/compute_ihc"
+
+
+def test_target_from_connection_host_with_scheme() -> None:
+    api = target_from_connection(
+        "ihc_api", "http", "https://api.ihc-attribution.com", None, None, "key-1", {"conv_type_id": "abc"}
+    )
+    assert api.base_url == "https://api.ihc-attribution.com"
+    assert api.url == "https://api.ihc-attribution.com/v1/compute_ihc"
+    assert api.api_key == "key-1"
+    assert api.conv_type_id == "abc"
+    assert api.redistribution_parameter is None
+
+
+def test_target_from_connection_host_without_scheme() -> None:
+    redistribution = {"closer": {"direction": "any_session", "receive_threshold": 0}}
+    api = target_from_connection(
+        "ihc_api", "http", "127.0.0.1", None, 8765, "local-dev-key", {"redistribution_parameter": redistribution}
+    )
+    assert api.url == "http://127.0.0.1:8765/v1/compute_ihc"
+    assert api.conv_type_id == "default"
+    assert api.redistribution_parameter == redistribution
+    https = target_from_connection("ihc_api", "generic", "api.ihc-attribution.com", None, None, "k", {})
+    assert https.base_url == "https://api.ihc-attribution.com"
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_target_from_connection_without_password(password: str | None) -> None:
+    with pytest.raises(SettingError, match="my_ihc_conn") as caught:
+        target_from_connection("my_ihc_conn", "http", "127.0.0.1", None, 8765, password, {})
+    assert "password" in str(caught.value)
+
+
+def test_target_from_connection_without_host() -> None:
+    with pytest.raises(SettingError, match="my_ihc_conn"):
+        target_from_connection("my_ihc_conn", "http", None, None, None, "key", {})
+
+
+def test_target_from_connection_works_against_the_local_server(local_server: str) -> None:
+    host_port = local_server.removeprefix("http://")
+    host, port = host_port.split(":")
+    api = target_from_connection("ihc_api", "http", host, None, int(port), LOCAL_API_KEY, {})
+    outcome = attribute_journeys(journeys_of(2), api, FAST)
+    assert_complete(outcome.attributions, journeys_of(2))

@@ -1,0 +1,327 @@
+"""The local IHC server over real HTTP: auth, validation, limits, answers, and fault injection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from include.local_server import Fault, ServerConfig
+from include.settings import LOCAL_API_KEY
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ROW_KEYS = {"conversion_id", "session_id", "initializer", "holder", "closer", "ihc"}
+
+
+def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00") -> list[dict]:
+    """API rows of one journey, like ``Journey.to_api_rows``; the last one is the conversion."""
+    first = datetime.fromisoformat(start)
+    return [
+        {
+            "conversion_id": conversion_id,
+            "session_id": f"{conversion_id}-s{i + 1}",
+            "timestamp": (first + timedelta(hours=7 * i)).strftime("%Y-%m-%d %H:%M:%S"),
+            "channel_label": ["FB & IG Ads", "Direct Traffic", "Paid Search Brand"][i % 3],
+            "holder_engagement": 1,
+            "closer_engagement": i % 2,
+            "conversion": int(i == sessions - 1),
+            "impression_interaction": 0,
+        }
+        for i in range(sessions)
+    ]
+
+
+def post(
+    base_url: str,
+    body: object,
+    *,
+    key: str | None = LOCAL_API_KEY,
+    conv_type_id: str | None = "default",
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], dict]:
+    """POST to compute_ihc; returns HTTP status, headers and the decoded JSON body."""
+    url = base_url + "/v1/compute_ihc" + (f"?conv_type_id={conv_type_id}" if conv_type_id is not None else "")
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["x-api-key"] = key
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def body_of(*journeys: list[dict]) -> dict:
+    return {"customer_journeys": [row for j in journeys for row in j]}
+
+
+def ihc_sums(value: list[dict]) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for row in value:
+        sums[row["conversion_id"]] = sums.get(row["conversion_id"], 0.0) + row["ihc"]
+    return sums
+
+
+# --- auth and validation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key", LOCAL_API_KEY + "x"])
+def test_missing_or_wrong_key_is_forbidden(local_server: str, server_config: ServerConfig, key: str | None) -> None:
+    status, _, body = post(local_server, body_of(journey("c1", 2)), key=key)
+    assert status == 403
+    assert body["statusCode"] == 403
+
+
+def test_server_uses_the_configured_key(local_server: str, server_config: ServerConfig) -> None:
+    server_config.api_key = "another-key"
+    assert post(local_server, body_of(journey("c1", 1)))[0] == 403
+    assert post(local_server, body_of(journey("c1", 1)), key="another-key")[0] == 200
+
+
+def test_missing_conv_type_id_is_rejected(local_server: str) -> None:
+    status, _, body = post(local_server, body_of(journey("c1", 2)), conv_type_id=None)
+    assert status == 400
+    assert body["statusCode"] == 400
+    assert "conv_type_id" in body["message"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe"])
+def test_invalid_json_is_rejected(local_server: str, raw: bytes) -> None:
+    status, _, body = post(local_server, None, raw=raw)
+    assert status == 400
+    assert body["statusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"customer_journeys": []},
+        {"customer_journeys": "c1"},
+        {"customer_journeys": [{"conversion_id": "c1"}]},
+        {"customer_journeys": [dict(journey("c1", 1)[0], holder_engagement="1")]},
+    ],
+    ids=["not-an-object", "empty", "not-a-list", "missing-fields", "wrong-type"],
+)
+def test_malformed_request_is_rejected(local_server: str, body: object) -> None:
+    status, _, answer = post(local_server, body)
+    assert status == 400
+    assert answer["statusCode"] == 400
+
+
+def test_too_many_journeys_is_rejected(local_server: str, server_config: ServerConfig) -> None:
+    server_config.max_journeys = 2
+    assert post(local_server, body_of(journey("c1", 1), journey("c2", 1)))[0] == 200
+    status, _, body = post(local_server, body_of(journey("c1", 1), journey("c2", 1), journey("c3", 1)))
+    assert status == 400
+    assert body["statusCode"] == 400
+    assert "3 journeys" in body["message"]
+
+
+def test_too_many_sessions_is_rejected(local_server: str, server_config: ServerConfig) -> None:
+    server_config.max_sessions = 4
+    assert post(local_server, body_of(journey("c1", 2), journey("c2", 2)))[0] == 200
+    status, _, body = post(local_server, body_of(journey("c1", 2), journey("c2", 3)))
+    assert status == 400
+    assert body["statusCode"] == 400
+    assert "5 sessions" in body["message"]
+
+
+@pytest.mark.parametrize("timestamp", ["yesterday", "2023-13-01 10:00:00", "2023-09-01 25:00:00"])
+def test_unparsable_timestamp_is_not_acceptable(local_server: str, timestamp: str) -> None:
+    rows = journey("c1", 3)
+    rows[1]["timestamp"] = timestamp
+    status, _, body = post(local_server, body_of(journey("c0", 1), rows))
+    assert status == 406
+    assert body["statusCode"] == 406
+    assert "c1" in body["message"]
+
+
+def test_invalid_redistribution_direction_is_rejected(local_server: str) -> None:
+    body = body_of(journey("c1", 2))
+    body["redistribution_parameter"] = {
+        "closer": {"direction": "sideways", "receive_threshold": 0, "redistribution_channel_labels": ["x"]}
+    }
+    status, _, answer = post(local_server, body)
+    assert status == 400
+    assert "redistribution" in answer["message"]
+
+
+# --- valid answers -------------------------------------------------------------------------
+
+
+def test_valid_request_returns_one_row_per_session(local_server: str, server_config: ServerConfig) -> None:
+    journeys = [journey("c1", 1), journey("c2", 4), journey("c3", 2, start="2023-09-03 23:59:59")]
+    status, _, body = post(local_server, body_of(*journeys))
+    assert status == 200
+    assert body["statusCode"] == 200
+    assert body["partialFailureErrors"] == []
+    sent = sorted((r["conversion_id"], r["session_id"]) for j in journeys for r in j)
+    got = sorted((r["conversion_id"], r["session_id"]) for r in body["value"])
+    assert got == sent
+    for row in body["value"]:
+        assert set(row) == ROW_KEYS
+        for phase in ("initializer", "holder", "closer", "ihc"):
+            assert 0 <= row[phase] <= 1
+            assert row[phase] == round(row[phase], 4)
+    sums = ihc_sums(body["value"])
+    assert set(sums) == {"c1", "c2", "c3"}
+    for total in sums.values():
+        assert total == pytest.approx(1, abs=1e-9)
+    single = next(r for r in body["value"] if r["conversion_id"] == "c1")
+    assert (single["initializer"], single["holder"], single["closer"], single["ihc"]) == (1, 0, 1, 1)
+    assert server_config.requests == 1
+    assert server_config.faults_fired == 0
+
+
+def test_sessions_sent_out_of_order_are_sorted_by_time(local_server: str) -> None:
+    rows = journey("c1", 3)
+    status, _, body = post(local_server, body_of(list(reversed(rows))))
+    assert status == 200
+    ordered = post(local_server, body_of(rows))[2]["value"]
+    by_session = {r["session_id"]: r for r in body["value"]}
+    assert all(by_session[r["session_id"]] == r for r in ordered)
+
+
+def test_redistribution_moves_the_share_of_a_listed_channel(local_server: str) -> None:
+    # channels FB & IG Ads, Direct Traffic, Paid Search Brand, FB & IG Ads; closer-eligible: s2, s4
+    rows = journey("c1", 4)
+    plain = {r["session_id"]: r for r in post(local_server, body_of(rows))[2]["value"]}
+    assert plain["c1-s2"]["closer"] > 0 and plain["c1-s4"]["closer"] > 0
+    body = body_of(rows)
+    body["redistribution_parameter"] = {
+        "closer": {
+            "direction": "earlier_sessions_only",
+            "receive_threshold": 0,
+            "redistribution_channel_labels": ["FB & IG Ads"],
+        }
+    }
+    status, _, answer = post(local_server, body)
+    assert status == 200
+    moved = {r["session_id"]: r for r in answer["value"]}
+    assert moved["c1-s4"]["closer"] == 0
+    assert moved["c1-s2"]["closer"] == 1
+    assert moved["c1-s4"]["ihc"] < plain["c1-s4"]["ihc"]
+    assert sum(r["ihc"] for r in moved.values()) == pytest.approx(1, abs=1e-9)
+
+
+# --- fault injection -----------------------------------------------------------------------
+
+
+def test_fault_429_sends_retry_after(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("429", retry_after=2.5))
+    status, headers, body = post(local_server, body_of(journey("c1", 2)))
+    assert status == 429
+    assert body["statusCode"] == 429
+    assert headers["Retry-After"] == "2.5"
+    assert post(local_server, body_of(journey("c1", 2)))[0] == 200
+
+
+def test_fault_500_returns_500(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("500"))
+    status, _, body = post(local_server, body_of(journey("c1", 2)))
+    assert status == 500
+    assert body["statusCode"] == 500
+    assert server_config.faults_fired == 1
+
+
+def test_fault_partial_returns_206_without_the_failed_journey(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("partial", conversion_id="c2"))
+    status, _, body = post(local_server, body_of(journey("c1", 2), journey("c2", 3), journey("c3", 1)))
+    assert status == 206
+    assert body["statusCode"] == 206
+    assert [e["conversion_id"] for e in body["partialFailureErrors"]] == ["c2"]
+    assert {r["conversion_id"] for r in body["value"]} == {"c1", "c3"}
+    assert len(body["value"]) == 3
+    assert all(total == pytest.approx(1, abs=1e-9) for total in ihc_sums(body["value"]).values())
+
+
+def test_fault_partial_without_conversion_fails_one_journey(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("partial"))
+    status, _, body = post(local_server, body_of(journey("c1", 2), journey("c2", 1)))
+    assert status == 206
+    [error] = body["partialFailureErrors"]
+    assert error["conversion_id"] in {"c1", "c2"}
+    assert error["conversion_id"] not in {r["conversion_id"] for r in body["value"]}
+    assert len({r["conversion_id"] for r in body["value"]}) == 1
+
+
+def test_fault_with_conversion_id_only_hits_that_journey(local_server: str, server_config: ServerConfig) -> None:
+    fault = Fault("500", conversion_id="c2")
+    server_config.faults.append(fault)
+    assert post(local_server, body_of(journey("c1", 2), journey("c3", 1)))[0] == 200
+    assert fault.times == 1
+    assert server_config.faults_fired == 0
+    assert post(local_server, body_of(journey("c1", 2), journey("c2", 1)))[0] == 500
+    assert fault.times == 0
+    assert post(local_server, body_of(journey("c2", 1)))[0] == 200
+    assert server_config.requests == 3
+
+
+def test_fault_times_counts_down(local_server: str, server_config: ServerConfig) -> None:
+    fault = Fault("500", times=2)
+    server_config.faults.append(fault)
+    statuses = [post(local_server, body_of(journey("c1", 1)))[0] for _ in range(3)]
+    assert statuses == [500, 500, 200]
+    assert fault.times == 0
+    assert server_config.faults_fired == 2
+    assert server_config.requests == 3
+
+
+def test_fault_with_times_minus_one_never_runs_out(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("500", times=-1))
+    assert [post(local_server, body_of(journey("c1", 1)))[0] for _ in range(4)] == [500] * 4
+    assert server_config.faults_fired == 4
+
+
+def test_faults_fire_in_order(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.extend([Fault("429", retry_after=1), Fault("500")])
+    statuses = [post(local_server, body_of(journey("c1", 1)))[0] for _ in range(3)]
+    assert statuses == [429, 500, 200]
+
+
+def test_slow_fault_delays_the_answer(local_server: str, server_config: ServerConfig) -> None:
+    server_config.faults.append(Fault("slow", delay_seconds=0.3))
+    started = time.monotonic()
+    status, _, body = post(local_server, body_of(journey("c1", 2)))
+    assert time.monotonic() - started >= 0.3
+    assert status == 200
+    assert len(body["value"]) == 2
+
+
+def test_rejected_requests_do_not_use_up_faults(local_server: str, server_config: ServerConfig) -> None:
+    fault = Fault("500")
+    server_config.faults.append(fault)
+    assert post(local_server, body_of(journey("c1", 1)), key="wrong")[0] == 403
+    assert post(local_server, {"customer_journeys": []})[0] == 400
+    assert fault.times == 1
+    assert post(local_server, body_of(journey("c1", 1)))[0] == 500
+
+
+def test_unknown_fault_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="fault kind"):
+        Fault("503")
+
+
+def test_help_exits_zero() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "include.local_server", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--fault" in result.stdout
+    assert "--max-sessions" in result.stdout

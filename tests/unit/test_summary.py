@@ -1,0 +1,82 @@
+"""The run summary file and its text."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from include.summary import SUMMARY_FILE, RunSummary
+
+
+def make_summary(**overrides) -> RunSummary:
+    summary = RunSummary(
+        start="2023-09-01",
+        end="2023-09-07",
+        conversions=2000,
+        attributed=1940,
+        without_sessions=60,
+        chunks=5,
+        requests=23,
+        attempts=27,
+        sessions_sent=3703,
+        trimmed_journeys=2,
+        max_sum_error=0.00012,
+        revenue=115748.05,
+        report_rows=150,
+        report_cost=294010.57,
+        report_ihc_revenue=112345.6,
+        csv_path="/data/output/channel_reporting.csv",
+        without_sessions_ids=["C04200000017", "C04200000042"],
+    )
+    return replace(summary, **overrides)
+
+
+def test_save_load_round_trip(tmp_path):
+    summary = make_summary()
+    path = summary.save(tmp_path)
+    assert path == tmp_path / SUMMARY_FILE
+    assert path.is_file()
+    assert RunSummary.load(path) == summary
+    assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
+
+
+def test_save_replaces_a_previous_summary(tmp_path):
+    make_summary(attributed=1).save(tmp_path)
+    path = make_summary().save(tmp_path)
+    assert RunSummary.load(path).attributed == 1940
+
+
+def test_text_contains_the_key_numbers():
+    text = make_summary().text()
+    for expected in [
+        "2023-09-01 .. 2023-09-07",
+        "2,000",
+        "1,940",
+        "60",
+        "C04200000017, C04200000042",
+        "3,703",
+        "23 (27)",
+        "0.000120",
+        "115,748.05 EUR",
+        "150",
+        "294,010.57 EUR",
+        "112,345.60 EUR",
+        "/data/output/channel_reporting.csv",
+    ]:
+        assert expected in text, expected
+    lines = text.splitlines()
+    assert any(line.split()[:2] == ["without", "sessions"] and "60" in line for line in lines)
+    assert any(line.split()[:2] == ["journeys", "trimmed"] and line.split()[2] == "2" for line in lines)
+    assert any(line.split()[0] == "chunks" and line.split()[1] == "5" for line in lines)
+
+
+def test_text_without_unattributable_conversions_shows_no_examples():
+    text = make_summary(without_sessions=0, without_sessions_ids=[]).text()
+    assert "e.g." not in text
+    assert any(line.split()[:3] == ["without", "sessions", "0"] for line in text.splitlines())
+
+
+def test_text_shows_at_most_five_example_ids():
+    ids = [f"C{i}" for i in range(8)]
+    text = make_summary(without_sessions=8, without_sessions_ids=ids).text()
+    assert "C0, C1, C2, C3, C4)" in text
+    assert "C5" not in text
