@@ -25,26 +25,9 @@ from include.ihc_client import (
 )
 from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY, SettingError
+from tests.api_rows import journey
 
 FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
-
-
-def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00") -> list[dict]:
-    """API rows of one journey, like ``Journey.to_api_rows``; the last one is the conversion."""
-    first = datetime.fromisoformat(start)
-    return [
-        {
-            "conversion_id": conversion_id,
-            "session_id": f"{conversion_id}-s{i + 1}",
-            "timestamp": (first + timedelta(hours=5 * i)).strftime("%Y-%m-%d %H:%M:%S"),
-            "channel_label": ["FB & IG Ads", "Direct Traffic", "Paid Search Brand"][i % 3],
-            "holder_engagement": 1,
-            "closer_engagement": i % 2,
-            "conversion": int(i == sessions - 1),
-            "impression_interaction": 0,
-        }
-        for i in range(sessions)
-    ]
 
 
 def journeys_of(*sizes: int) -> list[list[dict]]:

@@ -8,34 +8,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY
+from tests.api_rows import journey as api_journey
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"conversion_id", "session_id", "initializer", "holder", "closer", "ihc"}
 
 
 def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00") -> list[dict]:
-    """API rows of one journey, like ``Journey.to_api_rows``; the last one is the conversion."""
-    first = datetime.fromisoformat(start)
-    return [
-        {
-            "conversion_id": conversion_id,
-            "session_id": f"{conversion_id}-s{i + 1}",
-            "timestamp": (first + timedelta(hours=7 * i)).strftime("%Y-%m-%d %H:%M:%S"),
-            "channel_label": ["FB & IG Ads", "Direct Traffic", "Paid Search Brand"][i % 3],
-            "holder_engagement": 1,
-            "closer_engagement": i % 2,
-            "conversion": int(i == sessions - 1),
-            "impression_interaction": 0,
-        }
-        for i in range(sessions)
-    ]
+    return api_journey(conversion_id, sessions, start, step_hours=7)
 
 
 def post(
