@@ -1,0 +1,83 @@
+"""docker-compose.yml and .env, read as files: no Docker engine runs here."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from include import settings
+
+ROOT = settings.PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env_file() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def common_env(compose: dict) -> dict:
+    return compose["x-airflow-common"]["environment"]
+
+
+def test_local_executor_with_postgres_and_no_celery(compose):
+    services = set(compose["services"])
+    assert {
+        "postgres",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    } <= services
+    assert not services & {"redis", "airflow-worker", "flower"}
+    env = common_env(compose)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    assert "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
+
+
+def test_init_creates_login_pool_variables_and_connections(compose):
+    init = compose["services"]["airflow-init"]
+    script = "\n".join(init["command"])
+    assert init["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
+    assert init["environment"]["_AIRFLOW_WWW_USER_USERNAME"] == "airflow"
+    assert init["environment"]["_AIRFLOW_WWW_USER_PASSWORD"] == "airflow"
+    assert f"pools set {settings.API_POOL}" in script
+    for variable in settings.VARIABLES[:5]:
+        assert f"variables set {variable.name} {variable.default}" in script
+    assert "connections add ihc_api" in script and "connections add ihc_warehouse" in script
+
+
+def test_local_ihc_server_is_the_default_api_target(compose):
+    server = compose["services"]["ihc-local-api"]
+    assert "include.local_server" in " ".join(server["command"])
+    assert "http://ihc-local-api:8765" in "\n".join(compose["services"]["airflow-init"]["command"])
+
+
+def test_project_folders_are_mounted(compose):
+    volumes = compose["x-airflow-common"]["volumes"]
+    for folder in ("dags", "include", "data", "logs"):
+        assert f"./{folder}:/opt/airflow/{folder}" in volumes
+
+
+def test_date_range_and_image_come_from_env_file(compose, env_file):
+    env = common_env(compose)
+    assert env["ATTRIBUTION_START_DATE"].startswith("${ATTRIBUTION_START_DATE")
+    assert env["ATTRIBUTION_END_DATE"].startswith("${ATTRIBUTION_END_DATE")
+    assert "${AIRFLOW_IMAGE_NAME" in compose["x-airflow-common"]["build"]["args"]["AIRFLOW_IMAGE_NAME"]
+    assert {"ATTRIBUTION_START_DATE", "ATTRIBUTION_END_DATE", "AIRFLOW_IMAGE_NAME"} <= set(env_file)
+    assert env_file["ATTRIBUTION_START_DATE"] == settings.SAMPLE_START_DATE
+
+
+def test_env_file_in_git_holds_no_secret(env_file):
+    assert "IHC_API_KEY" not in env_file
+    secret_like = [k for k, v in env_file.items() if re.search(r"KEY|SECRET|PASSWORD|TOKEN", k) and v]
+    assert secret_like == ["IHC_LOCAL_API_KEY"]
+    assert env_file["IHC_LOCAL_API_KEY"] == settings.LOCAL_API_KEY
