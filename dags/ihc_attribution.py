@@ -24,7 +24,7 @@ from datetime import timedelta
 import pendulum
 
 from include import pipeline, settings
-from include.settings import DateRange
+from include.settings import RunWindow
 
 import run_context
 from airflow_compat import Param, dag, get_current_context, task
@@ -52,27 +52,24 @@ def ihc_attribution():
     @task
     def init_db() -> dict:
         """Check the range and create the output tables and indexes if missing."""
-        return pipeline.prepare(run_context.warehouse_path(), run_context.date_range(get_current_context()))
+        return pipeline.prepare(run_context.warehouse_path(), run_context.run_window(get_current_context()))
 
     @task
     def extract(window: dict) -> dict:
         """The range's conversions and their users' sessions, streamed to run files."""
         return pipeline.extract_step(
-            run_context.warehouse_path(),
-            DateRange(**window),
-            run_context.variable(settings.LOOKBACK_DAYS),
-            run_context.run_dir(get_current_context()),
+            run_context.warehouse_path(), RunWindow.from_xcom(window), run_context.run_dir(get_current_context())
         )
 
     @task
-    def build_journeys(extracted: dict) -> list[dict]:
+    def build_journeys(window: dict, extracted: dict) -> list[dict]:
         """Journeys of whole sessions, written as chunk files; returns their paths and counts."""
         return pipeline.journeys_step(
+            RunWindow.from_xcom(window),
             extracted,
             run_context.run_dir(get_current_context()),
             chunk_size=run_context.variable(settings.CHUNK_SIZE),
             max_sessions=run_context.variable(settings.MAX_SESSIONS_PER_REQUEST),
-            lookback_days=run_context.variable(settings.LOOKBACK_DAYS),
         )
 
     @task(
@@ -94,14 +91,14 @@ def ihc_attribution():
     @task(trigger_rule="none_failed")
     def write_attributions(window: dict, chunks: list[dict], results: list[dict]) -> dict:
         """Replace the range's attributions by the chunk results, in one transaction."""
-        return pipeline.write_step(run_context.warehouse_path(), DateRange(**window), list(chunks), list(results))
+        return pipeline.write_step(
+            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), list(results)
+        )
 
     @task
     def build_report(window: dict, written: dict) -> dict:
         """Recompute channel_reporting for every session date the run can touch."""
-        return pipeline.report_step(
-            run_context.warehouse_path(), DateRange(**window), run_context.variable(settings.LOOKBACK_DAYS)
-        )
+        return pipeline.report_step(run_context.warehouse_path(), RunWindow.from_xcom(window))
 
     @task
     def export_csv(window: dict, extracted: dict, written: dict, report: dict) -> dict:
@@ -110,7 +107,7 @@ def ihc_attribution():
             run_context.warehouse_path(),
             settings.output_dir() / "channel_reporting.csv",
             run_context.run_dir(get_current_context()),
-            DateRange(**window),
+            RunWindow.from_xcom(window),
             extracted,
             written,
             report,
@@ -118,7 +115,7 @@ def ihc_attribution():
 
     window = init_db()
     extracted = extract(window)
-    chunks = build_journeys(extracted)
+    chunks = build_journeys(window, extracted)
     results = attribute_chunk.expand(chunk=chunks)
     written = write_attributions(window, chunks, results)
     report = build_report(window, written)

@@ -12,7 +12,7 @@ from pathlib import Path
 from include import settings
 from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
 from include.runfiles import run_directory
-from include.settings import DateRange
+from include.settings import DateRange, RunWindow
 
 from airflow_compat import get_connection, get_variable, run_type
 
@@ -28,6 +28,10 @@ def date_range(context: dict) -> DateRange:
         return DateRange(day, day)
     params = context["params"]
     return settings.resolve_date_range(params["start_date"], params["end_date"])
+
+
+def run_window(context: dict) -> RunWindow:
+    return RunWindow(date_range(context), variable(settings.LOOKBACK_DAYS))
 
 
 def run_dir(context: dict) -> Path:

@@ -2,7 +2,8 @@
 
 Generates ``data/challenge.db`` if missing, starts the local IHC server on 127.0.0.1, runs the
 DAG once in real Airflow (``airflow dags test``, metadata DB under ``.airflow/``), prints the
-run summary and stops the server. Airflow's own output goes to ``.airflow/demo.log``.
+run summary and stops the server. Airflow's own output goes to ``.airflow/demo.log``
+(``ATTRIBUTION_AIRFLOW_HOME`` moves that folder; a global ``AIRFLOW_HOME`` is not used).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def newest_summary(since: float) -> RunSummary | None:
 
 
 def main() -> int:
-    home = settings.PROJECT_ROOT / ".airflow"
+    home = settings.airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
     airflow = str(Path(sys.executable).with_name("airflow"))

@@ -19,7 +19,7 @@ from include.journeys import JourneyStats, build_journeys
 from include.report import write_csv
 from include.results import ChunkResult, check_complete, iter_rows, write_result
 from include.runfiles import atomic_write_bytes
-from include.settings import MAX_MAP_LENGTH, DateRange
+from include.settings import MAX_MAP_LENGTH, RunWindow
 from include.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -28,32 +28,38 @@ SUM_TOLERANCE = 0.01
 STATS_FILE = "journeys_stats.json"
 
 
-def prepare(warehouse_path: Path, window: DateRange) -> dict[str, str]:
+def prepare(warehouse_path: Path, window: RunWindow) -> dict:
     db = warehouse.connect(warehouse_path)
     warehouse.init_schema(db)
-    log.info("warehouse %s ready; conversions from %s to %s", warehouse_path, window.start, window.end)
-    return asdict(window)
+    log.info(
+        "warehouse %s ready; conversions from %s to %s, look-back %d days",
+        warehouse_path,
+        window.dates.start,
+        window.dates.end,
+        window.lookback_days,
+    )
+    return window.to_xcom()
 
 
-def extract_step(warehouse_path: Path, window: DateRange, lookback_days: int, run_dir: Path) -> dict:
+def extract_step(warehouse_path: Path, window: RunWindow, run_dir: Path) -> dict:
     db = warehouse.connect(warehouse_path)
-    result = extract.extract(db, window, lookback_days, run_dir)
+    result = extract.extract(db, window.dates, window.lookback_days, run_dir)
     log.info(
         "extracted %d conversions and %d sessions of their users (look-back %d days)",
         result.conversions,
         result.sessions,
-        lookback_days,
+        window.lookback_days,
     )
     return asdict(result)
 
 
-def journeys_step(extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int, lookback_days: int) -> list[dict]:
+def journeys_step(window: RunWindow, extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int) -> list[dict]:
     """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
     stats = JourneyStats()
     journeys = build_journeys(
         extract.read_conversions(Path(extracted["conversions_path"])),
         extract.read_sessions(Path(extracted["sessions_path"])),
-        lookback_days,
+        window.lookback_days,
         max_sessions,
         stats,
     )
@@ -86,12 +92,14 @@ def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: Clie
     return result.to_xcom()
 
 
-def write_step(warehouse_path: Path, window: DateRange, chunks: list[dict], results: list[dict]) -> dict:
+def write_step(warehouse_path: Path, window: RunWindow, chunks: list[dict], results: list[dict]) -> dict:
     infos = [ChunkInfo.from_xcom(c) for c in chunks]
     chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
     check_complete(infos, chunk_results)
     db = warehouse.connect(warehouse_path)
-    check = warehouse.replace_range_attributions(db, window.start, window.end, iter_rows(chunk_results), SUM_TOLERANCE)
+    check = warehouse.replace_range_attributions(
+        db, window.dates.start, window.dates.end, iter_rows(chunk_results), SUM_TOLERANCE
+    )
     expected = sum(c.sessions for c in infos)
     if check.rows != expected:
         raise warehouse.WarehouseError(f"{check.rows} attribution rows stored for {expected} sessions sent")
@@ -109,8 +117,8 @@ def write_step(warehouse_path: Path, window: DateRange, chunks: list[dict], resu
     }
 
 
-def report_step(warehouse_path: Path, window: DateRange, lookback_days: int) -> dict:
-    first, last = warehouse.report_window(window.start, window.end, lookback_days)
+def report_step(warehouse_path: Path, window: RunWindow) -> dict:
+    first, last = warehouse.report_window(window.dates.start, window.dates.end, window.lookback_days)
     totals = warehouse.rebuild_report(warehouse.connect(warehouse_path), first, last)
     log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)
     return asdict(totals)
@@ -120,7 +128,7 @@ def export_step(
     warehouse_path: Path,
     csv_path: Path,
     run_dir: Path,
-    window: DateRange,
+    window: RunWindow,
     extracted: dict,
     written: dict,
     report: dict,
@@ -129,8 +137,8 @@ def export_step(
     rows = write_csv(warehouse.report_rows(warehouse.connect(warehouse_path)), csv_path)
     log.info("wrote %d report rows to %s", rows, csv_path)
     summary = RunSummary(
-        start=window.start,
-        end=window.end,
+        start=window.dates.start,
+        end=window.dates.end,
         conversions=stats["conversions"],
         attributed=written["conversions"],
         without_sessions=stats["without_sessions"],

@@ -104,6 +104,25 @@ class DateRange:
     end: str
 
 
+@dataclass(frozen=True)
+class RunWindow:
+    """What one run covers: conversions dated within ``dates``, sessions back to the look-back.
+
+    Resolved once by the first task and handed on by XCom, so every step sees the same values
+    even if a Variable changes while the run is going.
+    """
+
+    dates: DateRange
+    lookback_days: int
+
+    def to_xcom(self) -> dict[str, object]:
+        return {"start": self.dates.start, "end": self.dates.end, "lookback_days": self.lookback_days}
+
+    @classmethod
+    def from_xcom(cls, data: dict) -> RunWindow:
+        return cls(DateRange(data["start"], data["end"]), int(data["lookback_days"]))
+
+
 def parse_date_param(name: str, raw: object) -> date:
     try:
         return date.fromisoformat(str(raw).strip())
@@ -142,6 +161,11 @@ def work_dir() -> Path:
 
 def output_dir() -> Path:
     return Path(os.environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir() / "output")
+
+
+def airflow_home() -> Path:
+    """AIRFLOW_HOME of the demo and the local tools: inside the project, never the user's home."""
+    return Path(os.environ.get("ATTRIBUTION_AIRFLOW_HOME") or PROJECT_ROOT / ".airflow")
 
 
 def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:

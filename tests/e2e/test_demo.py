@@ -1,0 +1,54 @@
+"""``make demo``'s entry point as a user runs it: a new process, real Airflow, twice."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from include import settings
+
+
+def demo(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "include.demo"],
+        cwd=settings.PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def tables(db: Path) -> list[list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        return [
+            conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall(),
+            conn.execute("SELECT * FROM channel_reporting ORDER BY 1, 2").fetchall(),
+        ]
+
+
+def test_demo_runs_offline_prints_the_summary_and_reruns_identically(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTRIBUTION_"))}
+    env |= {"ATTRIBUTION_DATA_DIR": str(tmp_path / "data"), "ATTRIBUTION_AIRFLOW_HOME": str(tmp_path / "airflow")}
+
+    first = demo(env)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    for line in ("conversions in range             2,000", "chunks                               5", "CSV"):
+        assert line in first.stdout
+    assert "max |sum ihc - 1|             0.000000" in first.stdout
+    db = tmp_path / "data" / "challenge.db"
+    csv = tmp_path / "data" / "output" / "channel_reporting.csv"
+    assert str(csv) in first.stdout and csv.read_text().startswith("channel_name,date,cost,ihc,ihc_revenue,CPO,ROAS")
+    assert (tmp_path / "airflow" / "airflow.db").is_file()
+    before = tables(db)
+    assert len(before[0]) > 3000
+
+    second = demo(env)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "generating the sample database" not in second.stdout
+    assert tables(db) == before

@@ -1,0 +1,71 @@
+"""The task functions chained by hand, without Airflow: the same data flow as the DAG."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from include import pipeline
+from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
+from include.local_server import Fault
+from include.results import ResultsError
+from include.settings import LOCAL_API_KEY, DateRange, RunWindow
+
+WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
+FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
+
+
+def run_steps(db: Path, run_dir: Path, url: str, chunk_size: int = 150) -> tuple[list[dict], list[dict], dict]:
+    window = RunWindow.from_xcom(pipeline.prepare(db, WINDOW))
+    extracted = pipeline.extract_step(db, window, run_dir)
+    chunks = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
+    target = ApiTarget(url, LOCAL_API_KEY, "default")
+    results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
+    written = pipeline.write_step(db, window, chunks, results)
+    report = pipeline.report_step(db, window)
+    summary = pipeline.export_step(db, run_dir / "out.csv", run_dir, window, extracted, written, report)
+    return chunks, results, summary
+
+
+def test_steps_attribute_the_window_and_summarise(sample_db, tmp_path, local_server):
+    chunks, results, summary = run_steps(sample_db, tmp_path, local_server)
+
+    assert len(chunks) == summary["chunks"] > 1
+    assert [r["rows"] for r in results] == [c["sessions"] for c in chunks]
+    with sqlite3.connect(sample_db) as conn:
+        attributed = conn.execute("SELECT COUNT(DISTINCT conv_id) FROM attribution_customer_journey").fetchone()[0]
+        in_range = conn.execute(
+            "SELECT COUNT(*) FROM conversions WHERE conv_date BETWEEN '2023-09-05' AND '2023-09-06'"
+        ).fetchone()[0]
+    assert attributed == summary["attributed"]
+    assert summary["conversions"] == in_range == summary["attributed"] + summary["without_sessions"]
+    assert summary["report_rows"] == len((tmp_path / "out.csv").read_text().splitlines()) - 1
+    assert (tmp_path / "summary.json").is_file()
+
+
+def test_a_failing_chunk_stops_the_step_and_writes_nothing(sample_db, tmp_path, local_server, server_config):
+    server_config.faults.append(Fault("500", times=-1))
+
+    with pytest.raises(IhcApiError, match="failed after 2 attempts"):
+        run_steps(sample_db, tmp_path, local_server)
+
+    with sqlite3.connect(sample_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM attribution_customer_journey").fetchone()[0] == 0
+
+
+def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, local_server):
+    chunks, results, _ = run_steps(sample_db, tmp_path, local_server)
+    with sqlite3.connect(sample_db) as conn:
+        before = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
+
+    with pytest.raises(ResultsError, match="chunk 2/"):
+        pipeline.write_step(sample_db, WINDOW, chunks, [r for r in results if r["index"] != 1])
+
+    with sqlite3.connect(sample_db) as conn:
+        assert conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall() == before
+
+
+def test_run_window_survives_xcom():
+    assert RunWindow.from_xcom(WINDOW.to_xcom()) == WINDOW
