@@ -2,14 +2,23 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENV2 := .venv-airflow2
+STAMP2 := $(VENV2)/.installed
+PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format venv lock server clean
+.PHONY: demo test test-airflow2 airflow lint format venv venv-airflow2 lock server clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m include.demo
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest
+
+test-airflow2: $(STAMP2)  ## the DAG and end-to-end tests on Airflow 2.10
+	$(VENV2)/bin/python -m pytest tests/dags tests/e2e
+
+airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:8080 with a real scheduler; Ctrl-C stops it
+	$(BIN)/python -m include.local_stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -24,18 +33,28 @@ server: $(STAMP)  ## the local IHC server on 127.0.0.1:8765, in the foreground
 
 venv: $(STAMP)
 
+venv-airflow2: $(STAMP2)
+
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python $(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
-lock:  ## re-resolve the requirements in a scratch venv and rewrite constraints.txt
+$(STAMP2): requirements-airflow2.txt constraints-airflow2.txt
+	test -x $(VENV2)/bin/python || $(PYTHON) -m venv $(VENV2)
+	$(VENV2)/bin/python $(PIP_INSTALL) -r requirements-airflow2.txt -c constraints-airflow2.txt
+	touch $@
+
+lock:  ## re-resolve the requirements in scratch venvs and rewrite both constraints files
+	$(MAKE) --no-print-directory _lock REQS="-r requirements.txt -r requirements-dev.txt" OUT=constraints.txt
+	$(MAKE) --no-print-directory _lock REQS="-r requirements-airflow2.txt" OUT=constraints-airflow2.txt
+
+_lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	{ echo "# Lock of every package installed by requirements.txt + requirements-dev.txt (Python 3.11)."; \
+	.venv-lock/bin/python $(PIP_INSTALL) $(REQS)
+	{ echo "# Lock of every package installed by $(REQS) (Python 3.11)."; \
 	  echo "# Regenerate with 'make lock' after changing a requirement."; \
-	  .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt
+	  .venv-lock/bin/pip freeze --exclude-editable; } > $(OUT)
 	rm -rf .venv-lock
 
 clean:

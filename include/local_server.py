@@ -3,7 +3,8 @@
 Same path, auth header, per-request limits, status codes and response shape as
 ``https://api.ihc-attribution.com``; attribution by ``include.ihc_engine`` (an offline
 re-implementation of the published model, not the trained commercial service). Switches for
-latency and faults let tests exercise a client's retries over real HTTP.
+latency and faults let tests exercise a client's retries over real HTTP; a running server's
+faults can be replaced with ``PUT /local/faults`` (a JSON list, same key; not part of the real API).
 
 Run it with ``python -m include.local_server`` (``--help`` lists the switches).
 """
@@ -74,6 +75,10 @@ class ServerConfig:
 
     def parameters_for(self, conv_type_id: str) -> ModelParameters:
         return self.parameters.get(conv_type_id, ModelParameters())
+
+    def set_faults(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self.faults = faults
 
     def take_fault(self, conversion_ids: Iterable[str]) -> Fault | None:
         ids = set(conversion_ids)
@@ -211,13 +216,30 @@ async def compute_ihc(request: web.Request) -> web.Response:
     )
 
 
+async def control_faults(request: web.Request) -> web.Response:
+    """Local-only control: PUT replaces the fault list, GET reports counters (same key as the API)."""
+    config = request.app[CONFIG]
+    if not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), config.api_key.encode()):
+        return _error(403, "Forbidden: missing or invalid x-api-key")
+    if request.method == "PUT":
+        try:
+            faults = [Fault(**spec) for spec in orjson.loads(await request.read())]
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            return _error(400, f"invalid fault list: {exc}")
+        config.set_faults(faults)
+    return web.json_response({"requests": config.requests, "faults_fired": config.faults_fired})
+
+
 CONFIG = web.AppKey("config", ServerConfig)
+CONTROL_PATH = "/local/faults"
 
 
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CONFIG] = config
     app.router.add_post("/v1/compute_ihc", compute_ihc)
+    app.router.add_route("GET", CONTROL_PATH, control_faults)
+    app.router.add_route("PUT", CONTROL_PATH, control_faults)
     return app
 
 

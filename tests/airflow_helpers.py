@@ -20,7 +20,10 @@ def migrate_metadata_db() -> None:
 
 
 def load_dag():
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.10
+        from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
     assert bag.import_errors == {}, bag.import_errors

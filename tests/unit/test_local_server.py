@@ -311,3 +311,23 @@ def test_help_exits_zero() -> None:
     assert result.returncode == 0, result.stderr
     assert "--fault" in result.stdout
     assert "--max-sessions" in result.stdout
+
+
+def test_faults_can_be_replaced_on_a_running_server(local_server, server_config):
+    def control(method: str, body: bytes | None = None, key: str = LOCAL_API_KEY) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            f"{local_server}/local/faults", data=body, method=method, headers={"x-api-key": key}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    assert control("PUT", b'[{"kind": "500", "times": 2, "conversion_id": "c9"}]')[0] == 200
+    assert server_config.faults == [Fault("500", times=2, conversion_id="c9")]
+    assert control("GET") == (200, {"requests": 0, "faults_fired": 0})
+    assert control("PUT", b'[{"kind": "nope"}]')[0] == 400
+    assert control("PUT", b"[]", key="wrong")[0] == 403
+    assert control("PUT", b"[]")[0] == 200
+    assert server_config.faults == []

@@ -1,0 +1,190 @@
+"""``make airflow``: the full Airflow UI on 127.0.0.1 without Docker, with a real scheduler.
+
+Starts the local IHC server, Airflow's API server (UI + REST API), scheduler (LocalExecutor,
+mapped chunks run in parallel), dag-processor and triggerer, after creating the metadata DB,
+the login, the ``ihc_api`` pool, the Variables' defaults and the connections. Ctrl-C stops
+every process it started. Each process logs to ``<AIRFLOW_HOME>/stack/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from include import settings
+from include.demo import free_port, wait_for_port
+from include.local_airflow import airflow_env, connection_env, local_api_connection
+
+LOGIN = ("airflow", "airflow")
+COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+
+@dataclass
+class LocalStack:
+    """The processes of one local Airflow deployment, in its own AIRFLOW_HOME."""
+
+    home: Path
+    port: int = 8080
+    api_port: int = field(default_factory=free_port)
+    parallelism: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    server_args: list[str] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{settings.LOCAL_API_HOST}:{self.port}"
+
+    @property
+    def ihc_url(self) -> str:
+        return settings.local_api_url(port=self.api_port)
+
+    def _secret(self) -> str:
+        path = self.home / "jwt_secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text()
+
+    def env(self) -> dict[str, str]:
+        passwords = self.home / "passwords.json"
+        passwords.write_bytes(orjson.dumps({LOGIN[0]: LOGIN[1]}))
+        return (
+            airflow_env(self.home)
+            | local_api_connection(self.ihc_url, settings.LOCAL_API_KEY)
+            | connection_env(
+                settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())}
+            )
+            | {
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LOGIN[0]}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret(),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            }
+            | self.extra_env
+        )
+
+    def _cli(self, env: dict[str, str], *args: str) -> None:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args[:3])} failed:\n{done.stdout}{done.stderr}")
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """Metadata DB, pool, and the Variables not set yet (connections come from the environment)."""
+        self._cli(env, "db", "migrate")
+        self._cli(env, "pools", "set", settings.API_POOL, str(self.parallelism), "IHC attribution API requests")
+        defaults = self.home / "variables.json"
+        defaults.write_bytes(orjson.dumps({v.name: str(v.default) for v in settings.VARIABLES}))
+        self._cli(env, "variables", "import", "--action-on-existing-key", "skip", str(defaults))
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log_dir = self.home / "stack"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = (log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        self.prepare(env)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        server = [sys.executable, "-m", "include.local_server", "--port", str(self.api_port), *self.server_args]
+        self._start("ihc-local-api", server, env)
+        self._start(
+            "api-server", [airflow, "api-server", "--host", settings.LOCAL_API_HOST, "--port", str(self.port)], env
+        )
+        for component in COMPONENTS:
+            self._start(component, [airflow, component], env)
+        wait_for_port(self.api_port, self.processes["ihc-local-api"])
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.home / 'stack'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the API server did not answer on {self.url} within {timeout} s")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.local_stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
+    args = parser.parse_args(argv)
+    warehouse = settings.default_warehouse_path()
+    if not warehouse.exists():
+        from include.sample_data import SampleSpec, generate
+
+        print(f"generating the sample database {warehouse} ...", flush=True)
+        generate(warehouse, SampleSpec())
+    stack = LocalStack(settings.airflow_home(), port=args.port)
+    print("starting Airflow (this takes half a minute) ...", flush=True)
+    with stack:
+        print(
+            f"\nAirflow UI: {stack.url}  (login {LOGIN[0]} / {LOGIN[1]})\n"
+            f"local IHC server: {stack.ihc_url}\nlogs: {stack.home / 'stack'}\n"
+            "The DAG ihc_attribution starts paused: unpause it or trigger it from the UI. Ctrl-C stops everything.",
+            flush=True,
+        )
+        try:
+            while all(p.poll() is None for p in stack.processes.values()):
+                time.sleep(1)
+            print("a process exited; stopping the rest", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
