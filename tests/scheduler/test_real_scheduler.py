@@ -1,0 +1,220 @@
+"""Airflow as users run it: scheduler, dag-processor, triggerer and API server as real processes
+(LocalExecutor: mapped chunks run in parallel), driven through the REST API only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from include import settings, warehouse
+from include.journeys import JourneyStats, build_journeys
+from include.local_stack import LOGIN, LocalStack
+from tests.airflow_rest import AirflowApi
+
+DAG_ID = "ihc_attribution"
+ATTEMPTS = 2
+OUTPUTS = ("attribution_customer_journey", "channel_reporting")
+
+
+@pytest.fixture(scope="module")
+def warehouse_db(sample_db_template: Path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("warehouse") / "challenge.db"
+    shutil.copyfile(sample_db_template, path)
+    warehouse.init_schema(warehouse.connect(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(warehouse_db: Path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stack")
+    extra_env = {
+        "AIRFLOW_CONN_IHC_WAREHOUSE": orjson.dumps({"conn_type": "sqlite", "host": str(warehouse_db)}).decode(),
+        "ATTRIBUTION_DATA_DIR": str(root / "data"),
+        "ATTRIBUTION_RETRY_DELAY_SECONDS": "1",
+    }
+    with LocalStack(root / "airflow", port=_free_port(), extra_env=extra_env, server_args=["--latency-ms", "1000"]) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def api(stack: LocalStack) -> AirflowApi:
+    client = AirflowApi(stack.url, *LOGIN)
+    client.wait_for_dag(DAG_ID)
+    client.set_variable(settings.MAX_ATTEMPTS.name, ATTEMPTS)
+    client.set_variable(settings.BACKOFF_SECONDS.name, 0.01)
+    client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
+    return client
+
+
+def _free_port() -> int:
+    from include.demo import free_port
+
+    return free_port()
+
+
+def set_faults(stack: LocalStack, faults: list[dict]) -> None:
+    request = urllib.request.Request(
+        f"{stack.ihc_url}/local/faults",
+        data=orjson.dumps(faults),
+        method="PUT",
+        headers={"x-api-key": settings.LOCAL_API_KEY},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def journey_ids(db: Path, start: str, end: str) -> list[str]:
+    conn = warehouse.connect(db)
+    sessions = warehouse.iter_sessions_of_converting_users(conn, start, end, 30)
+    journeys = build_journeys(warehouse.iter_conversions(conn, start, end), sessions, 30, 3000, JourneyStats())
+    return [j.conversion_id for j in journeys]
+
+
+def chunks_of(api: AirflowApi, run_id: str) -> dict[int, dict]:
+    return {ti["map_index"]: ti for ti in api.task_instances(DAG_ID, run_id) if ti["task_id"] == "attribute_chunk"}
+
+
+def snapshot(db: Path) -> list[list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in OUTPUTS]
+
+
+def empty_outputs(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        for table in OUTPUTS:
+            conn.execute(f"DELETE FROM {table}")
+
+
+def run_manual(api: AirflowApi, start: str, end: str) -> str:
+    run_id = api.trigger(DAG_ID, {"start_date": start, "end_date": end})
+    assert api.wait_run(DAG_ID, run_id) == "success"
+    return run_id
+
+
+def test_chunks_run_in_parallel_retry_on_their_own_and_show_their_names(stack, api, warehouse_db):
+    api.set_variable(settings.CHUNK_SIZE.name, 500)
+    faulty = journey_ids(warehouse_db, settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)[500]
+    set_faults(stack, [{"kind": "500", "times": 2 * ATTEMPTS, "conversion_id": faulty}])
+
+    run_id = api.trigger(DAG_ID, {"start_date": settings.SAMPLE_START_DATE, "end_date": settings.SAMPLE_END_DATE})
+
+    assert api.wait_run(DAG_ID, run_id) == "success"
+    chunks = chunks_of(api, run_id)
+    assert sorted(chunks) == [0, 1, 2, 3]
+    assert {i: ti["rendered_map_index"] for i, ti in chunks.items()} == {
+        0: "chunk 1/4 · 500 journeys",
+        1: "chunk 2/4 · 500 journeys",
+        2: "chunk 3/4 · 500 journeys",
+        3: f"chunk 4/4 · {chunks_of_size(chunks)} journeys",
+    }
+    assert {i: ti["try_number"] for i, ti in chunks.items()} == {0: 1, 1: 3, 2: 1, 3: 1}
+    first_tries = [(ti["start_date"], ti["end_date"]) for i, ti in chunks.items() if i != 1]
+    assert any(a[0] < b[1] and b[0] < a[1] for a in first_tries for b in first_tries if a is not b), first_tries
+
+
+def chunks_of_size(chunks: dict[int, dict]) -> str:
+    return chunks[3]["rendered_map_index"].split("· ")[1].split(" ")[0]
+
+
+def test_chunk_count_follows_the_variable_without_code_change(api):
+    api.set_variable(settings.CHUNK_SIZE.name, 1000)
+    run_id = run_manual(api, settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+    assert sorted(chunks_of(api, run_id)) == [0, 1]
+
+    api.set_variable(settings.CHUNK_SIZE.name, 300)
+    run_id = run_manual(api, settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+    assert len(chunks_of(api, run_id)) == 7
+
+
+def test_three_day_backfill_makes_three_runs_equal_to_one_manual_run(api, warehouse_db):
+    api.set_variable(settings.CHUNK_SIZE.name, 300)
+    empty_outputs(warehouse_db)
+    before = {r["dag_run_id"] for r in api.runs(DAG_ID)}
+
+    runs = wait_backfill(api, start_backfill(api, "2023-09-01", "2023-09-03"), before)
+
+    assert sorted(r["logical_date"][:10] for r in runs) == ["2023-09-01", "2023-09-02", "2023-09-03"]
+    assert {r["run_type"] for r in runs} == {"backfill"}
+    windows = sorted((w["start"], w["end"]) for w in (api.xcom(DAG_ID, r["dag_run_id"], "init_db") for r in runs))
+    assert windows == [("2023-09-01", "2023-09-01"), ("2023-09-02", "2023-09-02"), ("2023-09-03", "2023-09-03")]
+    by_backfill = snapshot(warehouse_db)
+    assert by_backfill[0], "the backfill attributed nothing"
+
+    empty_outputs(warehouse_db)
+    run_manual(api, "2023-09-01", "2023-09-03")
+    assert snapshot(warehouse_db) == by_backfill
+
+
+def start_backfill(api: AirflowApi, first: str, last: str) -> int:
+    """``airflow backfill create`` through the REST API: one run per day, in the scheduler."""
+    body = {"dag_id": DAG_ID, "from_date": f"{first}T00:00:00Z", "to_date": f"{last}T00:00:00Z", "max_active_runs": 3}
+    return api.post("/backfills", body)["id"]
+
+
+def wait_backfill(api: AirflowApi, backfill_id: int, before: set[str], timeout: float = 300) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = api.get(f"/backfills/{backfill_id}")["completed_at"] is not None
+        runs = [r for r in api.runs(DAG_ID) if r["dag_run_id"] not in before and r["run_type"] == "backfill"]
+        if done and all(r["state"] in ("success", "failed") for r in runs):
+            assert {r["state"] for r in runs} == {"success"}, runs
+            return runs
+        time.sleep(1)
+    raise AssertionError(f"backfill {backfill_id} did not finish within {timeout} s")
+
+
+def test_overlapping_backfill_and_range_run_at_the_same_time(api, stack, warehouse_db):
+    api.set_variable(settings.CHUNK_SIZE.name, 300)
+    empty_outputs(warehouse_db)
+    before = {r["dag_run_id"] for r in api.runs(DAG_ID)}
+
+    backfill = start_backfill(api, "2023-09-04", "2023-09-06")
+    overlapping = api.trigger(DAG_ID, {"start_date": "2023-09-05", "end_date": "2023-09-07"})
+    wait_backfill(api, backfill, before)
+    assert api.wait_run(DAG_ID, overlapping) == "success"
+    together = snapshot(warehouse_db)
+
+    logs = "\n".join(p.read_text(errors="replace") for p in (stack.home / "logs").rglob("*.log"))
+    assert "database is locked" not in logs
+    with sqlite3.connect(warehouse_db) as conn:
+        sums = conn.execute(
+            "SELECT MAX(ABS(s - 1)) FROM (SELECT SUM(ihc) s FROM attribution_customer_journey GROUP BY conv_id)"
+        )
+        assert sums.fetchone()[0] < 1e-9
+
+    empty_outputs(warehouse_db)
+    run_manual(api, "2023-09-04", "2023-09-07")
+    assert snapshot(warehouse_db) == together
+
+
+def test_clearing_one_failed_chunk_reruns_it_and_the_downstream_steps(api, stack, warehouse_db):
+    api.set_variable(settings.CHUNK_SIZE.name, 500)
+    faulty = journey_ids(warehouse_db, settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)[500]
+    set_faults(stack, [{"kind": "500", "times": -1, "conversion_id": faulty}])
+    run_id = api.trigger(DAG_ID, {"start_date": settings.SAMPLE_START_DATE, "end_date": settings.SAMPLE_END_DATE})
+
+    assert api.wait_run(DAG_ID, run_id) == "failed"
+    states = {(ti["task_id"], ti["map_index"]): ti for ti in api.task_instances(DAG_ID, run_id)}
+    assert states[("attribute_chunk", 1)]["state"] == "failed"
+    assert states[("attribute_chunk", 1)]["try_number"] == 4
+    assert states[("write_attributions", -1)]["state"] == "upstream_failed"
+
+    set_faults(stack, [])
+    api.post(
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": run_id, "task_ids": [["attribute_chunk", 1]], "include_downstream": True, "dry_run": False},
+    )
+
+    assert api.wait_run(DAG_ID, run_id) == "success"
+    after = {(ti["task_id"], ti["map_index"]): ti for ti in api.task_instances(DAG_ID, run_id)}
+    assert after[("attribute_chunk", 1)]["try_number"] == 5
+    assert [after[("attribute_chunk", i)]["try_number"] for i in (0, 2, 3)] == [1, 1, 1]
+    for task_id in ("write_attributions", "build_report", "export_csv"):
+        assert after[(task_id, -1)]["state"] == "success"
+    assert after[("extract", -1)]["try_number"] == 1
