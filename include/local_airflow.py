@@ -2,12 +2,14 @@
 
 ``AIRFLOW_HOME`` and the file-based metadata DB live under ``.airflow/`` (never the user's home);
 the DAGs folder is ``dags/``; the project root and ``dags/`` are on ``PYTHONPATH`` so ``include``
-and the DAG's helper modules import in every process Airflow starts.
+and the DAG's helper modules import in every process Airflow starts; this venv's ``airflow``
+comes first on ``PATH`` for the executors that start ``airflow tasks run``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"include\..*",
             "PYTHONPATH": os.pathsep.join(python_path),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),
         }
     )
     return env

@@ -39,7 +39,9 @@ def stack(warehouse_db: Path, tmp_path_factory):
         "ATTRIBUTION_DATA_DIR": str(root / "data"),
         "ATTRIBUTION_RETRY_DELAY_SECONDS": "1",
     }
-    with LocalStack(root / "airflow", port=_free_port(), extra_env=extra_env, server_args=["--latency-ms", "1000"]) as s:
+    with LocalStack(
+        root / "airflow", port=_free_port(), extra_env=extra_env, server_args=["--latency-ms", "1000"]
+    ) as s:
         yield s
 
 
