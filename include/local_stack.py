@@ -157,6 +157,10 @@ class LocalStack:
         self.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.local_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
@@ -168,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating the sample database {warehouse} ...", flush=True)
         generate(warehouse, SampleSpec())
     stack = LocalStack(settings.airflow_home(), port=args.port)
+    signal.signal(signal.SIGTERM, _interrupt)
     print("starting Airflow (this takes half a minute) ...", flush=True)
     with stack:
         print(
