@@ -54,7 +54,7 @@ class ClientSettings:
     max_attempts: int = 5
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0
+    budget_seconds: float = 1800.0
 
 
 def target_from_connection(
@@ -99,7 +99,7 @@ def client_settings(lookup: Callable[[str], object]) -> ClientSettings:
         timeout_seconds=cfg.REQUEST_TIMEOUT_SECONDS.parse(lookup(cfg.REQUEST_TIMEOUT_SECONDS.name)),
         max_attempts=cfg.MAX_ATTEMPTS.parse(lookup(cfg.MAX_ATTEMPTS.name)),
         backoff_seconds=cfg.BACKOFF_SECONDS.parse(lookup(cfg.BACKOFF_SECONDS.name)),
-        max_retry_after_seconds=cfg.MAX_RETRY_AFTER_SECONDS.parse(lookup(cfg.MAX_RETRY_AFTER_SECONDS.name)),
+        budget_seconds=cfg.CHUNK_BUDGET_SECONDS.parse(lookup(cfg.CHUNK_BUDGET_SECONDS.name)),
     )
 
 
@@ -221,6 +221,7 @@ class IhcClient:
         self.target = target
         self.settings = settings
         self.attempts = 0
+        self.deadline = 0.0
 
     def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
         if status == 429:
@@ -278,10 +279,11 @@ class IhcClient:
                 if attempt == self.settings.max_attempts:
                     raise IhcApiError(f"{where} failed after {attempt} attempts: {exc}") from None
                 delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, self.settings)
-                if delay > self.settings.max_retry_after_seconds:
+                left = self.deadline - asyncio.get_running_loop().time()
+                if delay > left:
                     raise IhcApiError(
-                        f"{where}: the API asks to wait {delay:.0f} s, more than the "
-                        f"{self.settings.max_retry_after_seconds:.0f} s allowed; giving up this try"
+                        f"{where}: the API asks to wait {delay:.0f} s ({exc}), more than the {max(left, 0):.0f} s "
+                        f"left of this try's {self.settings.budget_seconds:.0f} s budget; giving up this try"
                     ) from None
                 log.warning("%s, attempt %d: %s; retrying in %.2f s", where, attempt, exc, delay)
                 await asyncio.sleep(delay)
@@ -300,6 +302,7 @@ class IhcClient:
         )
 
     async def attribute(self, journeys: list[ApiJourney]) -> ChunkOutcome:
+        self.deadline = asyncio.get_running_loop().time() + self.settings.budget_seconds
         requests = pack_requests(
             journeys, self.settings.max_journeys_per_request, self.settings.max_sessions_per_request
         )

@@ -30,7 +30,11 @@ from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-FAULT_KINDS = ("429", "500", "slow", "partial")
+# Transport faults answer instead of the engine; answer faults tamper with the engine's answer.
+TRANSPORT_FAULTS = ("429", "500", "slow", "malformed_json", "body_500", "html", "reset")
+ANSWER_FAULTS = ("partial", "drop_session", "extra_session", "ihc_out_of_range", "sum_off")
+FAULT_KINDS = TRANSPORT_FAULTS + ANSWER_FAULTS
+HTML_ERROR_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 REQUIRED_FIELDS = {
     "conversion_id": str,
     "session_id": str,
@@ -55,6 +59,7 @@ class Fault:
     conversion_id: str | None = None
     retry_after: float | None = 1.0
     delay_seconds: float = 0.0
+    status: int = 502
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -180,19 +185,15 @@ async def compute_ihc(request: web.Request) -> web.Response:
     fault = config.take_fault(journeys)
     if config.latency_seconds:
         await asyncio.sleep(config.latency_seconds)
-    failed: set[str] = set()
     if fault is not None:
         log.info("injecting fault %s", fault.kind)
-        if fault.kind == "429":
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
-            return _error(429, "Too Many Requests", headers)
-        if fault.kind == "500":
-            return _error(500, "Internal Server Error (injected)")
-        if fault.kind == "slow":
-            await asyncio.sleep(fault.delay_seconds)
-        if fault.kind == "partial":
-            failed = {fault.conversion_id if fault.conversion_id in journeys else next(iter(journeys))}
-
+        if fault.kind in TRANSPORT_FAULTS:
+            response = await _transport_fault(fault, request)
+            if response is not None:
+                return response
+    failed: set[str] = set()
+    if fault is not None and fault.kind == "partial":
+        failed = {fault.conversion_id if fault.conversion_id in journeys else next(iter(journeys))}
     params = config.parameters_for(conv_type_id)
     value = [
         {
@@ -207,6 +208,8 @@ async def compute_ihc(request: web.Request) -> web.Response:
         if conv_id not in failed
         for s in attribute_journey(points, params, redistribution)
     ]
+    if fault is not None and fault.kind in ANSWER_FAULTS:
+        value = _tamper(fault.kind, value)
     status = 206 if failed else 200
     errors = [{"conversion_id": c, "error": "journey failed (injected)"} for c in sorted(failed)]
     return web.Response(
@@ -214,6 +217,42 @@ async def compute_ihc(request: web.Request) -> web.Response:
         status=status,
         content_type="application/json",
     )
+
+
+async def _transport_fault(fault: Fault, request: web.Request) -> web.StreamResponse | None:
+    """The answer of a transport fault, or None to let the engine answer (after a delay)."""
+    if fault.kind == "429":
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+        return _error(429, "Too Many Requests", headers)
+    if fault.kind == "500":
+        return _error(500, "Internal Server Error (injected)")
+    if fault.kind == "malformed_json":
+        return web.Response(body=b'{"statusCode": 200, "value": [{"conversion_id": ', content_type="application/json")
+    if fault.kind == "body_500":
+        return web.json_response({"statusCode": 500, "message": "internal error (injected)"}, status=200)
+    if fault.kind == "html":
+        return web.Response(body=HTML_ERROR_PAGE, status=fault.status, content_type="text/html")
+    if fault.kind == "reset":
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "100000"})
+        await response.prepare(request)
+        await response.write(b'{"statusCode": 200, "value": [')
+        request.transport.abort()
+        return response
+    await asyncio.sleep(fault.delay_seconds)
+    return None
+
+
+def _tamper(kind: str, value: list[dict]) -> list[dict]:
+    """A wrong answer of the kind asked for, built from the right one."""
+    if kind == "drop_session":
+        return value[1:]
+    if kind == "extra_session":
+        return [*value, {**value[0], "session_id": "never-sent"}]
+    if kind == "ihc_out_of_range":
+        return [{**value[0], "ihc": 1.5}, *value[1:]]
+    if kind == "sum_off":
+        return [{**row, "ihc": row["ihc"] / 2} for row in value]
+    return value
 
 
 async def control_faults(request: web.Request) -> web.Response:

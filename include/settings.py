@@ -81,7 +81,7 @@ LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30, minimum=0)
 REQUEST_TIMEOUT_SECONDS = FloatVariable("ihc_request_timeout_seconds", 60.0, minimum=0.001)
 MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
 BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5)
-MAX_RETRY_AFTER_SECONDS = FloatVariable("ihc_max_retry_after_seconds", 120.0)
+CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
 
 VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
     CHUNK_SIZE,
@@ -92,7 +92,7 @@ VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
     REQUEST_TIMEOUT_SECONDS,
     MAX_ATTEMPTS,
     BACKOFF_SECONDS,
-    MAX_RETRY_AFTER_SECONDS,
+    CHUNK_BUDGET_SECONDS,
 )
 
 

@@ -113,7 +113,7 @@ def test_429_retry_after_is_honoured(local_server: str, server_config: ServerCon
 
 def test_retry_after_above_the_allowed_wait_gives_up(local_server: str, server_config: ServerConfig) -> None:
     server_config.faults.append(Fault("429", retry_after=50))
-    settings = ClientSettings(backoff_seconds=0.01, max_retry_after_seconds=5)
+    settings = ClientSettings(backoff_seconds=0.01, budget_seconds=5)
     started = time.monotonic()
     with pytest.raises(IhcApiError, match="50 s"):
         attribute_journeys(journeys_of(1), target(local_server), settings)
