@@ -6,12 +6,12 @@ from typing import Any
 
 try:
     from airflow.sdk import BaseHook, Param, Variable, dag, get_current_context, task
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
     AIRFLOW_3 = True
 except ImportError:  # Airflow 2.10
     from airflow.decorators import dag, task
-    from airflow.exceptions import AirflowNotFoundException
+    from airflow.exceptions import AirflowFailException, AirflowNotFoundException
     from airflow.hooks.base import BaseHook
     from airflow.models import Variable
     from airflow.models.param import Param
@@ -19,7 +19,17 @@ except ImportError:  # Airflow 2.10
 
     AIRFLOW_3 = False
 
-__all__ = ["AIRFLOW_3", "Param", "dag", "get_connection", "get_current_context", "get_variable", "run_type", "task"]
+__all__ = [
+    "AIRFLOW_3",
+    "AirflowFailException",
+    "Param",
+    "dag",
+    "get_connection",
+    "get_current_context",
+    "get_variable",
+    "run_type",
+    "task",
+]
 
 _MISSING = None
 

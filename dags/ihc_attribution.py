@@ -24,10 +24,11 @@ from datetime import timedelta
 import pendulum
 
 from include import pipeline, settings
+from include.ihc_client import IhcRejectedError
 from include.settings import RunWindow
 
 import run_context
-from airflow_compat import Param, dag, get_current_context, task
+from airflow_compat import AirflowFailException, Param, dag, get_current_context, task
 
 
 @dag(
@@ -70,6 +71,7 @@ def ihc_attribution():
             run_context.run_dir(get_current_context()),
             chunk_size=run_context.variable(settings.CHUNK_SIZE),
             max_sessions=run_context.variable(settings.MAX_SESSIONS_PER_REQUEST),
+            max_bad_row_share=run_context.variable(settings.MAX_BAD_ROW_SHARE),
         )
 
     @task(
@@ -84,9 +86,13 @@ def ihc_attribution():
         """Send one chunk's journeys to the IHC API and write its result file."""
         context = get_current_context()
         context["chunk_label"] = chunk["label"]
-        return pipeline.attribute_step(
-            chunk, run_context.run_dir(context), run_context.api_target(), run_context.api_client_settings()
-        )
+        try:
+            return pipeline.attribute_step(
+                chunk, run_context.run_dir(context), run_context.api_target(), run_context.api_client_settings()
+            )
+        except IhcRejectedError as exc:
+            message = f"{chunk['label']}: {exc} (not retried: the same request would be refused)"
+            raise AirflowFailException(message) from None
 
     @task(trigger_rule="none_failed")
     def write_attributions(window: dict, chunks: list[dict], results: list[dict]) -> dict:

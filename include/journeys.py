@@ -3,6 +3,10 @@
 Rules (DESIGN.md): a journey holds the user's sessions strictly before the conversion and not
 older than the look-back window, in time order; the last one is the conversion session. A
 journey longer than the per-request session limit keeps its most recent sessions.
+
+Rows that cannot be placed in a journey are skipped, one by one, and counted by reason with
+their first ids (README, "Bad input rows"); a run fails when the skipped share of either table
+exceeds the configured limit, since that points to a broken extract rather than a few bad rows.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ SAMPLE_IDS = 10
 
 
 class BadRowError(ValueError):
-    """An input row the pipeline cannot use; the message names the table and the id."""
+    """Input rows the pipeline cannot use; the message names the table, the reason and the ids."""
+
+
+SESSION_TIMESTAMP = "session_sources: NULL or malformed event_date/event_time"
+SESSION_CHANNEL = "session_sources: empty channel_name"
+SESSION_FLAGS = "session_sources: engagement flag other than 0/1"
+CONVERSION_USER = "conversions: NULL user_id"
+CONVERSION_TIMESTAMP = "conversions: NULL or malformed conv_date/conv_time"
+CONVERSION_REVENUE = "conversions: negative revenue"
+CONVERSION_NULL_REVENUE = "conversions: NULL revenue (kept, counted as 0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +74,95 @@ class JourneyStats:
     without_sessions_ids: list[str] = field(default_factory=list)
     trimmed_journeys: int = 0
     trimmed_sessions: int = 0
+    sessions_read: int = 0
+    conversions_read: int = 0
+    row_issues: dict[str, dict] = field(default_factory=dict)
 
     def record_unattributable(self, conv_id: str) -> None:
         self.without_sessions += 1
         if len(self.without_sessions_ids) < SAMPLE_IDS:
             self.without_sessions_ids.append(conv_id)
 
+    def record_issue(self, reason: str, row_id: object) -> None:
+        issue = self.row_issues.setdefault(reason, {"count": 0, "ids": []})
+        issue["count"] += 1
+        if len(issue["ids"]) < SAMPLE_IDS:
+            issue["ids"].append(str(row_id))
 
-def parse_timestamp(value: str, table: str, row_id: str) -> datetime:
-    """Only the zero-padded form: journeys are cut by comparing timestamps as text."""
+    def skipped(self, table: str) -> int:
+        return sum(
+            issue["count"]
+            for reason, issue in self.row_issues.items()
+            if reason.startswith(table) and "(kept" not in reason
+        )
+
+    def check_share(self, max_share: float) -> None:
+        """Fail when too many rows of a table were skipped for the run to be trusted."""
+        for table, read in (("session_sources", self.sessions_read), ("conversions", self.conversions_read)):
+            skipped = self.skipped(table)
+            if read and skipped / read > max_share:
+                raise BadRowError(
+                    f"{skipped} of {read} {table} rows are unusable (limit {max_share:.0%}): "
+                    + "; ".join(
+                        f"{reason}: {issue['count']} (e.g. {', '.join(issue['ids'][:5])})"
+                        for reason, issue in self.row_issues.items()
+                        if reason.startswith(table)
+                    )
+                )
+
+
+def well_formed(timestamp: object) -> bool:
+    """Only the zero-padded form of a real date and time: journeys compare timestamps as text."""
+    if not isinstance(timestamp, str) or not TIMESTAMP_PATTERN.fullmatch(timestamp):
+        return False
     try:
-        if not TIMESTAMP_PATTERN.fullmatch(value):
-            raise ValueError(value)
-        return datetime.strptime(value, TIMESTAMP_FORMAT)
-    except (TypeError, ValueError):
-        raise BadRowError(f"{table} row {row_id!r} has timestamp {value!r}, expected YYYY-MM-DD HH:MM:SS") from None
+        datetime.strptime(timestamp, TIMESTAMP_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def session_problem(session: Session) -> str | None:
+    if not well_formed(session.timestamp):
+        return SESSION_TIMESTAMP
+    if not isinstance(session.channel_name, str) or not session.channel_name.strip():
+        return SESSION_CHANNEL
+    flags = (session.holder_engagement, session.closer_engagement, session.impression_interaction)
+    if any(flag not in (0, 1) for flag in flags):
+        return SESSION_FLAGS
+    return None
+
+
+def conversion_problem(conversion: Conversion) -> str | None:
+    if conversion.user_id is None:
+        return CONVERSION_USER
+    if not well_formed(conversion.timestamp):
+        return CONVERSION_TIMESTAMP
+    if conversion.revenue is not None and conversion.revenue < 0:
+        return CONVERSION_REVENUE
+    return None
+
+
+def usable_sessions(sessions: Iterable[Session], stats: JourneyStats) -> Iterator[Session]:
+    for session in sessions:
+        stats.sessions_read += 1
+        problem = session_problem(session)
+        if problem is None:
+            yield session
+        else:
+            stats.record_issue(problem, session.session_id)
+
+
+def usable_conversions(conversions: Iterable[Conversion], stats: JourneyStats) -> Iterator[Conversion]:
+    for conversion in conversions:
+        stats.conversions_read += 1
+        problem = conversion_problem(conversion)
+        if problem is not None:
+            stats.record_issue(problem, conversion.conv_id)
+            continue
+        if conversion.revenue is None:
+            stats.record_issue(CONVERSION_NULL_REVENUE, conversion.conv_id)
+        yield conversion
 
 
 def journey_for(
@@ -85,7 +172,7 @@ def journey_for(
     lookback_days: int,
 ) -> list[Session]:
     """Sessions in [conversion - look-back, conversion); both lists are sorted by time."""
-    conv_time = parse_timestamp(conversion.timestamp, "conversions", conversion.conv_id)
+    conv_time = datetime.strptime(conversion.timestamp, TIMESTAMP_FORMAT)
     earliest = (conv_time - timedelta(days=lookback_days)).strftime(TIMESTAMP_FORMAT)
     lo = bisect.bisect_left(session_times, earliest)
     hi = bisect.bisect_left(session_times, conversion.timestamp)
@@ -115,15 +202,14 @@ def build_journeys(
     """Merge two streams sorted by (user_id, timestamp) into journeys, one user at a time.
 
     Memory holds one user's sessions, whatever the size of the tables behind the streams.
+    Unusable rows are skipped and recorded in ``stats``.
     """
-    session_groups = _group_by_user(sessions)
+    session_groups = _group_by_user(usable_sessions(sessions, stats))
     pending: tuple[str, list[Session]] | None = next(session_groups, None)
-    for user_id, user_conversions in _group_by_user(conversions):
+    for user_id, user_conversions in _group_by_user(usable_conversions(conversions, stats)):
         while pending is not None and pending[0] < user_id:
             pending = next(session_groups, None)
         user_sessions = pending[1] if pending is not None and pending[0] == user_id else []
-        for s in user_sessions:
-            parse_timestamp(s.timestamp, "session_sources", s.session_id)
         times = [s.timestamp for s in user_sessions]
         for conversion in user_conversions:
             stats.conversions += 1
@@ -146,6 +232,8 @@ def build_journeys(
             max_sessions,
             stats.trimmed_sessions,
         )
+    for reason, issue in stats.row_issues.items():
+        log.warning("%s: %d rows (first ids: %s)", reason, issue["count"], ", ".join(issue["ids"]))
     if stats.without_sessions:
         log.info(
             "%d conversions have no session before them and cannot be attributed (first ids: %s)",

@@ -53,7 +53,14 @@ def extract_step(warehouse_path: Path, window: RunWindow, run_dir: Path) -> dict
     return asdict(result)
 
 
-def journeys_step(window: RunWindow, extracted: dict, run_dir: Path, chunk_size: int, max_sessions: int) -> list[dict]:
+def journeys_step(
+    window: RunWindow,
+    extracted: dict,
+    run_dir: Path,
+    chunk_size: int,
+    max_sessions: int,
+    max_bad_row_share: float = 0.05,
+) -> list[dict]:
     """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
     stats = JourneyStats()
     journeys = build_journeys(
@@ -65,6 +72,9 @@ def journeys_step(window: RunWindow, extracted: dict, run_dir: Path, chunk_size:
     )
     size = effective_chunk_size(extracted["conversions"], chunk_size, MAX_MAP_LENGTH)
     chunks = write_chunks(journeys, run_dir / "chunks", size)
+    stats.check_share(max_bad_row_share)
+    if not stats.conversions_read:
+        log.warning("no conversions from %s to %s: nothing to attribute", window.dates.start, window.dates.end)
     log.info(
         "%d journeys (%d sessions) of %d conversions in %d chunks of up to %d journeys",
         stats.journeys,
@@ -143,6 +153,7 @@ def export_step(
         attributed=written["conversions"],
         without_sessions=stats["without_sessions"],
         without_sessions_ids=stats["without_sessions_ids"],
+        row_issues=stats["row_issues"],
         chunks=written["chunks"],
         requests=written["requests"],
         attempts=written["attempts"],

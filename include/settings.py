@@ -81,6 +81,7 @@ LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30, minimum=0)
 REQUEST_TIMEOUT_SECONDS = FloatVariable("ihc_request_timeout_seconds", 60.0, minimum=0.001)
 MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
 BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5)
+MAX_BAD_ROW_SHARE = FloatVariable("ihc_max_bad_row_share", 0.05)
 CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
 
 VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
@@ -93,6 +94,7 @@ VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
     MAX_ATTEMPTS,
     BACKOFF_SECONDS,
     CHUNK_BUDGET_SECONDS,
+    MAX_BAD_ROW_SHARE,
 )
 
 
@@ -170,6 +172,15 @@ def airflow_home() -> Path:
 
 def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:
     return f"http://{host}:{port}"
+
+
+def sqlite_busy_timeout_seconds() -> float:
+    """How long a SQLite write waits for another writer's lock before it fails."""
+    raw = os.environ.get("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "60")
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingError(f"env ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS={raw!r} is not a number") from None
 
 
 def retry_delay_seconds() -> float:

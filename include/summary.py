@@ -31,12 +31,19 @@ class RunSummary:
     report_ihc_revenue: float
     csv_path: str
     without_sessions_ids: list[str] = field(default_factory=list)
+    row_issues: dict[str, dict] = field(default_factory=dict)
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
+        nothing = ["  no conversions in range: nothing to attribute"] if self.conversions == 0 else []
+        issues = [
+            f"  {reason:<58} {issue['count']:>6,} (e.g. {', '.join(issue['ids'][:5])})"
+            for reason, issue in self.row_issues.items()
+        ]
         return "\n".join(
             [
                 f"IHC attribution run {self.start} .. {self.end}",
+                *nothing,
                 f"  conversions in range      {self.conversions:>12,}",
                 f"  attributed                {self.attributed:>12,}",
                 f"  without sessions          {self.without_sessions:>12,}{examples}",
@@ -50,6 +57,8 @@ class RunSummary:
                 f"  report cost               {self.report_cost:>12,.2f} EUR",
                 f"  attributed revenue        {self.report_ihc_revenue:>12,.2f} EUR",
                 f"  CSV                       {self.csv_path}",
+                *(["  rows skipped or adjusted:"] if issues else []),
+                *issues,
             ]
         )
 

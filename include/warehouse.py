@@ -15,9 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from include import settings
 from include.records import Conversion, Session
-
-BUSY_TIMEOUT_SECONDS = 60.0
 
 INPUT_COLUMNS = {
     "session_sources": (
@@ -57,7 +56,7 @@ INDEXES = (
 )
 
 CONVERSIONS_IN_RANGE = """
-    SELECT conv_id, user_id, conv_date || ' ' || conv_time, COALESCE(revenue, 0)
+    SELECT conv_id, user_id, conv_date || ' ' || conv_time, revenue
     FROM conversions
     WHERE conv_date BETWEEN :start AND :end
     ORDER BY user_id, conv_date, conv_time, conv_id"""
@@ -77,8 +76,9 @@ SESSIONS_OF_CONVERTING_USERS = """
     FROM users u
     JOIN session_sources s
       ON s.user_id = u.user_id
-     AND s.event_date >= date(u.first_date, printf('-%d days', :lookback_days))
-     AND s.event_date <= u.last_date
+     AND (s.event_date BETWEEN date(u.first_date, printf('-%d days', :lookback_days)) AND u.last_date
+          OR s.event_date IS NULL OR s.event_time IS NULL
+          OR s.event_date NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]')
     ORDER BY s.user_id, s.event_date, s.event_time, s.session_id"""
 
 DELETE_RANGE_ATTRIBUTIONS = """
@@ -97,24 +97,31 @@ RANGE_ATTRIBUTION_CHECK = """
 
 DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first AND :last"
 
+NO_CHANNEL = "(no channel)"
+REPORT_CHANNEL = f"COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}')"
+REPORT_DATE_FILTER = (
+    "s.event_date BETWEEN :first AND :last AND s.event_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'"
+)
+
 # Cost and attribution are aggregated separately and joined per (channel, day): joining costs
 # to attributions row by row would count a session's cost once per journey it is part of.
-INSERT_REPORT_WINDOW = """
+# Sessions without a channel keep their cost, under "(no channel)"; malformed dates have no day.
+INSERT_REPORT_WINDOW = f"""
     INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
     WITH costs AS (
-        SELECT s.channel_name, s.event_date AS date, SUM(COALESCE(k.cost, 0)) AS cost
+        SELECT {REPORT_CHANNEL} AS channel_name, s.event_date AS date, SUM(COALESCE(k.cost, 0)) AS cost
         FROM session_sources s
         LEFT JOIN session_costs k ON k.session_id = s.session_id
-        WHERE s.event_date BETWEEN :first AND :last
-        GROUP BY s.channel_name, s.event_date),
+        WHERE {REPORT_DATE_FILTER}
+        GROUP BY 1, 2),
     attributed AS (
-        SELECT s.channel_name, s.event_date AS date, SUM(a.ihc) AS ihc,
+        SELECT {REPORT_CHANNEL} AS channel_name, s.event_date AS date, SUM(a.ihc) AS ihc,
                SUM(a.ihc * COALESCE(c.revenue, 0)) AS ihc_revenue
         FROM session_sources s
         JOIN attribution_customer_journey a ON a.session_id = s.session_id
         JOIN conversions c ON c.conv_id = a.conv_id
-        WHERE s.event_date BETWEEN :first AND :last
-        GROUP BY s.channel_name, s.event_date)
+        WHERE {REPORT_DATE_FILTER}
+        GROUP BY 1, 2)
     SELECT costs.channel_name, costs.date, costs.cost,
            COALESCE(attributed.ihc, 0), COALESCE(attributed.ihc_revenue, 0)
     FROM costs
@@ -158,15 +165,31 @@ class ReportTotals:
     ihc_revenue: float
 
 
+def explain(exc: sqlite3.Error, path: object) -> WarehouseError:
+    """A warehouse error that says what is wrong with which file, from SQLite's terse message."""
+    message = str(exc)
+    if "readonly" in message or "read-only" in message:
+        return WarehouseError(
+            f"warehouse database {path} is read-only ({message}): the worker needs write access "
+            "to the file and its folder"
+        )
+    if "locked" in message or "busy" in message:
+        return WarehouseError(
+            f"warehouse database {path} is locked by another writer for longer than the busy timeout "
+            f"({settings.sqlite_busy_timeout_seconds():g} s, env ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS)"
+        )
+    return WarehouseError(f"warehouse database {path}: {message}")
+
+
 def connect(path: Path, *, create: bool = False) -> sqlite_utils.Database:
     """Open the warehouse in autocommit mode; writes open their own transaction."""
     if not create and not path.is_file():
         raise WarehouseError(f"warehouse database {path} does not exist")
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=settings.sqlite_busy_timeout_seconds(), isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as exc:
-        raise WarehouseError(f"cannot open warehouse database {path}: {exc}") from exc
+        raise explain(exc, path) from exc
     return sqlite_utils.Database(conn)
 
 
@@ -191,13 +214,19 @@ def init_schema(db: sqlite_utils.Database) -> None:
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on any error."""
     conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise explain(exc, conn.execute("PRAGMA database_list").fetchone()[2]) from exc
     try:
         yield conn
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        conn.execute("ROLLBACK")
+        raise explain(exc, conn.execute("PRAGMA database_list").fetchone()[2]) from exc
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def count_conversions(db: sqlite_utils.Database, start: str, end: str) -> tuple[int, float]:
@@ -213,7 +242,10 @@ def iter_conversions(db: sqlite_utils.Database, start: str, end: str) -> Iterato
 def iter_sessions_of_converting_users(
     db: sqlite_utils.Database, start: str, end: str, lookback_days: int
 ) -> Iterator[Session]:
-    """Sessions of the range's converting users, by user and time; a superset of the journeys."""
+    """Sessions of the range's converting users, by user and time; a superset of the journeys.
+
+    Rows whose date is missing or malformed come along, so the journey step can name them.
+    """
     params = {"start": start, "end": end, "lookback_days": lookback_days}
     for row in db.execute(SESSIONS_OF_CONVERTING_USERS, params):
         yield Session(*row)

@@ -14,40 +14,10 @@ import pytest
 
 from include import settings, warehouse
 from include.journeys import JourneyStats, build_journeys
-from include.local_airflow import local_api_connection
-from include.local_server import Fault, ServerConfig
+from include.local_server import Fault
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
-from tests.airflow_helpers import load_dag, migrate_metadata_db
-
-START, END = settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE
-CHUNK_SIZE = 500
-
-
-@pytest.fixture(scope="module")
-def dag():
-    migrate_metadata_db()
-    return load_dag()[1]
-
-
-@pytest.fixture
-def pipeline_env(monkeypatch, sample_db: Path, local_server: str, server_config: ServerConfig) -> Path:
-    """Connections and Variables as a deployment would set them, pointing at the test's parts."""
-    monkeypatch.setenv("AIRFLOW_CONN_IHC_WAREHOUSE", f'{{"conn_type": "sqlite", "host": "{sample_db}"}}')
-    for key, value in local_api_connection(local_server, server_config.api_key).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AIRFLOW_VAR_IHC_CHUNK_SIZE", str(CHUNK_SIZE))
-    monkeypatch.setenv("AIRFLOW_VAR_IHC_MAX_ATTEMPTS_PER_REQUEST", "2")
-    monkeypatch.setenv("AIRFLOW_VAR_IHC_BACKOFF_SECONDS", "0.01")
-    return sample_db
-
-
-def run(dag, start: str = START, end: str = END):
-    return dag.test(run_conf={"start_date": start, "end_date": end})
-
-
-def task_instances(dag_run) -> dict[tuple[str, int], object]:
-    return {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+from tests.e2e.conftest import CHUNK_SIZE, END, START, run, task_instances
 
 
 def table(db: Path, name: str, order: str) -> list[tuple]:

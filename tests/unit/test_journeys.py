@@ -240,22 +240,38 @@ def test_to_api_rows_single_session_is_the_conversion_session():
     assert rows[0]["conversion"] == 1
 
 
-@pytest.mark.parametrize("bad", ["2023-09-01T10:00:00", "01.09.2023 10:00", "", None])
-def test_malformed_session_timestamp_names_table_and_id(bad):
-    with pytest.raises(BadRowError) as info:
-        build([conv("c1", "u1", "2023-09-02 12:00:00")], [sess("s-bad", "u1", bad)])
-    message = str(info.value)
-    assert "session_sources" in message
-    assert "s-bad" in message
+@pytest.mark.parametrize("bad", ["2023-09-01T10:00:00", "01.09.2023 10:00", "2023-9-1 10:00:00", "", None])
+def test_session_with_malformed_timestamp_is_skipped_and_named(bad):
+    stats = JourneyStats()
+    journeys = list(
+        build_journeys(
+            [conv("c1", "u1", "2023-09-02 12:00:00")],
+            [sess("s-bad", "u1", bad), sess("s-ok", "u1", "2023-09-02 10:00:00")],
+            30,
+            3000,
+            stats,
+        )
+    )
+    assert [[s.session_id for s in j.sessions] for j in journeys] == [["s-ok"]]
+    issue = stats.row_issues["session_sources: NULL or malformed event_date/event_time"]
+    assert issue == {"count": 1, "ids": ["s-bad"]}
 
 
 @pytest.mark.parametrize("bad", ["2023-09-02", "2023-09-02 25:00:00", None])
-def test_malformed_conversion_timestamp_names_table_and_id(bad):
-    with pytest.raises(BadRowError) as info:
-        build([conv("c-bad", "u1", bad)], [sess("s1", "u1", "2023-09-01 10:00:00")])
-    message = str(info.value)
-    assert "conversions" in message
-    assert "c-bad" in message
+def test_conversion_with_malformed_timestamp_is_skipped_and_named(bad):
+    stats = JourneyStats()
+    journeys = list(
+        build_journeys(
+            [conv("c-bad", "u1", bad), conv("c-ok", "u1", "2023-09-02 12:00:00")],
+            [sess("s1", "u1", "2023-09-01 10:00:00")],
+            30,
+            3000,
+            stats,
+        )
+    )
+    assert [j.conversion_id for j in journeys] == ["c-ok"]
+    assert stats.row_issues["conversions: NULL or malformed conv_date/conv_time"]["ids"] == ["c-bad"]
+    assert stats.conversions == 1 and stats.conversions_read == 2
 
 
 def test_bad_row_error_is_a_value_error():
