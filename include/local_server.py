@@ -298,7 +298,7 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.config), access_log=None)
+        self._runner = web.AppRunner(make_app(self.config), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

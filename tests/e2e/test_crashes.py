@@ -1,0 +1,178 @@
+"""Workers that die and warehouses that refuse: the tables hold the old state or the new one,
+never a part; a rerun completes; errors say which problem and which file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from include import pipeline
+from include.ihc_client import ApiTarget, ClientSettings
+from include.ihc_engine import ModelParameters
+from include.local_server import ServerConfig, ServerThread
+from include.results import result_path
+from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
+from include.warehouse import WarehouseError
+from tests.e2e.conftest import run, task_instances
+
+WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
+
+
+def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[dict], list[dict]]:
+    """Chunks and their results, attributed by the server at ``url`` (nothing written yet)."""
+    window = RunWindow.from_xcom(pipeline.prepare(db, WINDOW))
+    extracted = pipeline.extract_step(db, window, run_dir)
+    chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
+    target = ApiTarget(url, LOCAL_API_KEY, "default")
+    return chunks, [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
+
+
+def table(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
+
+
+def python(code: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=PROJECT_ROOT, **kwargs)
+
+
+def holds_write_lock(db: Path) -> bool:
+    conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db, tmp_path, local_server):
+    old_chunks, old_results = attributed(sample_db, tmp_path / "old", local_server)
+    pipeline.write_step(sample_db, WINDOW, old_chunks, old_results)
+    old = table(sample_db)
+    other = ServerConfig(parameters={"default": ModelParameters(weights=(0.6, 0.2, 0.2))})
+    with ServerThread(other) as url:
+        chunks, results = attributed(sample_db, tmp_path / "new", url)
+    with sqlite3.connect(sample_db) as conn:  # makes each insert slow enough to be caught mid-way
+        conn.execute(
+            "CREATE TRIGGER slow AFTER INSERT ON attribution_customer_journey "
+            "BEGIN SELECT COUNT(*) FROM session_sources; END"
+        )
+    job = tmp_path / "job.json"
+    job.write_bytes(orjson.dumps({"chunks": chunks, "results": results}))
+    writer = python(
+        "import orjson, sys; from pathlib import Path; from include import pipeline; "
+        "from include.settings import RunWindow; "
+        f"job = orjson.loads(Path({str(job)!r}).read_bytes()); "
+        f"pipeline.write_step(Path({str(sample_db)!r}), RunWindow.from_xcom({WINDOW.to_xcom()!r}), "
+        "job['chunks'], job['results'])"
+    )
+    deadline = time.monotonic() + 60
+    while not holds_write_lock(sample_db) and time.monotonic() < deadline and writer.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert writer.poll() is None, "the writer finished before it could be killed"
+
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+
+    assert table(sample_db) == old
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute("DROP TRIGGER slow")
+    pipeline.write_step(sample_db, WINDOW, chunks, results)
+    new = table(sample_db)
+    assert new != old and len(new) == len(old) == sum(c["sessions"] for c in chunks)
+
+
+def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server):
+    window = RunWindow.from_xcom(pipeline.prepare(sample_db, WINDOW))
+    extracted = pipeline.extract_step(sample_db, window, tmp_path)
+    chunks = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
+    slow = ServerConfig(latency_seconds=30)
+    with ServerThread(slow) as slow_url:
+        task = python(
+            "from pathlib import Path; from include import pipeline; "
+            "from include.ihc_client import ApiTarget, ClientSettings; "
+            f"pipeline.attribute_step({chunks[1]!r}, Path({str(tmp_path)!r}), "
+            f"ApiTarget({slow_url!r}, {LOCAL_API_KEY!r}, 'default'), ClientSettings())"
+        )
+        deadline = time.monotonic() + 60
+        while slow.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.requests > 0
+        task.send_signal(signal.SIGKILL)
+        task.wait()
+    assert not result_path(tmp_path, 1).exists()
+    assert list((tmp_path / "results").glob("*")) == [], "no half-written result or temp file is left"
+
+    target = ApiTarget(local_server, LOCAL_API_KEY, "default")
+    results = [pipeline.attribute_step(c, tmp_path, target, ClientSettings()) for c in chunks]
+    written = pipeline.write_step(sample_db, window, chunks, results)
+
+    rows = table(sample_db)
+    assert written["rows"] == len(rows) == len({(r[0], r[1]) for r in rows}) == sum(c["sessions"] for c in chunks)
+
+
+def test_missing_warehouse_fails_the_first_task_naming_the_file(dag, pipeline_env, monkeypatch, capfd, tmp_path):
+    missing = tmp_path / "nowhere" / "challenge.db"
+    monkeypatch.setenv("AIRFLOW_CONN_IHC_WAREHOUSE", f'{{"conn_type": "sqlite", "host": "{missing}"}}')
+
+    dag_run = run(dag)
+
+    assert str(task_instances(dag_run)[("init_db", -1)].state).endswith("failed")
+    captured = capfd.readouterr()
+    assert f"warehouse database {missing} does not exist" in captured.out + captured.err
+
+
+@pytest.fixture
+def read_only_db(sample_db_template, tmp_path):
+    """A warehouse file nobody may write: read-only mode, and for root (who ignores modes) immutable."""
+    db = tmp_path / "challenge.db"
+    shutil.copyfile(sample_db_template, db)
+    db.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(db)], check=True)
+    with pytest.raises(OSError):
+        db.open("ab").close()
+    yield db
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+def test_read_only_warehouse_fails_saying_read_only_and_where(read_only_db):
+    with pytest.raises(WarehouseError) as raised:
+        pipeline.prepare(read_only_db, WINDOW)
+    assert str(raised.value).startswith(f"warehouse database {read_only_db} is read-only")
+    assert "the worker needs write access to the file and its folder" in str(raised.value)
+
+
+def test_warehouse_locked_past_the_busy_timeout_says_locked_and_where(sample_db, monkeypatch):
+    monkeypatch.setenv("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "0.5")
+    pipeline.prepare(sample_db, WINDOW)
+    other_writer = sqlite3.connect(sample_db, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError) as raised:
+            pipeline.report_step(sample_db, WINDOW)
+        assert time.monotonic() - started >= 0.5
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+    assert str(raised.value) == (
+        f"warehouse database {sample_db} is locked by another writer for longer than the busy timeout "
+        "(0.5 s, env ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS)"
+    )
