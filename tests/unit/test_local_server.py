@@ -331,3 +331,25 @@ def test_faults_can_be_replaced_on_a_running_server(local_server, server_config)
     assert control("PUT", b"[]", key="wrong")[0] == 403
     assert control("PUT", b"[]")[0] == 200
     assert server_config.faults == []
+
+
+def test_keys_are_compared_in_constant_time(local_server, monkeypatch):
+    import hmac
+
+    import include.local_server as server_module
+
+    compared = []
+    original = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+    request = urllib.request.Request(
+        f"{local_server}/v1/compute_ihc?conv_type_id=default", data=b"{}", method="POST", headers={"x-api-key": "guess"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 403
+    assert compared == [(b"guess", LOCAL_API_KEY.encode())]
