@@ -95,10 +95,13 @@ def ihc_attribution():
             raise AirflowFailException(message) from None
 
     @task(trigger_rule="none_failed")
-    def write_attributions(window: dict, chunks: list[dict], results: list[dict]) -> dict:
-        """Replace the range's attributions by the chunk results, in one transaction."""
+    def write_attributions(window: dict, chunks: list[dict], results: list[dict] | None) -> dict:
+        """Replace the range's attributions by the chunk results, in one transaction.
+
+        With no chunk mapped, Airflow 2.10 passes None where 3.x passes an empty sequence.
+        """
         return pipeline.write_step(
-            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), list(results)
+            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), list(results or ())
         )
 
     @task

@@ -1,0 +1,253 @@
+"""``make bench``: time and peak memory of each step on generated data from 1x to 100x.
+
+Datasets: (a) the 1x sample; (b) the same conversions with 100x non-converting background
+sessions (~45 M rows); (c) everything 10x. Each stage runs in its own process, so its wall time
+and peak RSS are its own; the API phase talks to the local server at a fixed latency. Writes
+``bench/results.md`` with the machine it ran on.
+
+``python -m include.bench [--datasets 1x,100x-background,10x] [--work bench/data]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from include import pipeline, settings
+from include.demo import free_port, wait_for_port
+from include.ihc_client import ApiTarget, ClientSettings
+from include.local_airflow import airflow_env, connection_env, local_api_connection
+from include.sample_data import SampleSpec, generate
+
+WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE), 30)
+LATENCY_MS = 50
+CONCURRENCY = 8
+CHUNK_SIZE = 400
+DATASETS = {
+    "1x": SampleSpec(seed=42),
+    "100x-background": SampleSpec(seed=42, background_factor=100),
+    "10x": SampleSpec(seed=42, scale=10),
+}
+
+
+@dataclass
+class Measure:
+    stage: str
+    seconds: float
+    peak_rss_mb: float
+    detail: dict
+
+
+def run_stage(stage: str, db: Path, run_dir: Path, env: dict[str, str] | None = None, **extra: str) -> Measure:
+    """One stage in a fresh process; its wall time and peak RSS (from wait4) are the stage's own."""
+    args = [sys.executable, "-m", "include.bench", "stage", stage, "--db", str(db), "--run-dir", str(run_dir)]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", value]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, cwd=settings.PROJECT_ROOT)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"stage {stage} failed on {db}")
+    return Measure(stage, seconds, usage.ru_maxrss / 1024, json.loads(out or b"{}"))
+
+
+def stage_main(argv: list[str]) -> None:
+    """Inside a stage process: do the stage, print its numbers as JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stage")
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--run-dir", type=Path)
+    parser.add_argument("--url")
+    args = parser.parse_args(argv)
+    run_dir: Path = args.run_dir
+    state = run_dir / "bench-state.json"
+    if args.stage == "init_db":
+        pipeline.prepare(args.db, WINDOW)
+        detail: dict = {}
+    elif args.stage == "journeys":
+        extracted = pipeline.extract_step(args.db, WINDOW, run_dir)
+        chunks = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
+        state.write_text(json.dumps({"extracted": extracted, "chunks": chunks}))
+        detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
+    elif args.stage == "api":
+        saved = json.loads(state.read_text())
+        target = ApiTarget(args.url, settings.LOCAL_API_KEY, settings.DEFAULT_CONV_TYPE_ID)
+        client = ClientSettings(concurrency=CONCURRENCY)
+        started = time.perf_counter()
+        results = [pipeline.attribute_step(c, run_dir, target, client) for c in saved["chunks"]]
+        elapsed = time.perf_counter() - started
+        ideal = sum(math.ceil(r["requests"] / CONCURRENCY) for r in results) * LATENCY_MS / 1000
+        state.write_text(json.dumps({**saved, "results": results}))
+        detail = {"requests": sum(r["requests"] for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
+    elif args.stage == "write":
+        saved = json.loads(state.read_text())
+        started = time.perf_counter()
+        written = pipeline.write_step(args.db, WINDOW, saved["chunks"], saved["results"])
+        detail = {"rows": written["rows"], "rows_per_s": written["rows"] / (time.perf_counter() - started)}
+        state.write_text(json.dumps({**saved, "written": written}))
+    elif args.stage == "report":
+        saved = json.loads(state.read_text())
+        report = pipeline.report_step(args.db, WINDOW)
+        detail = {"report_rows": report["rows"]}
+        state.write_text(json.dumps({**saved, "report": report}))
+    elif args.stage == "export":
+        saved = json.loads(state.read_text())
+        summary = pipeline.export_step(
+            args.db,
+            run_dir / "channel_reporting.csv",
+            run_dir,
+            WINDOW,
+            saved["extracted"],
+            saved["written"],
+            saved["report"],
+        )
+        detail = {"csv_rows": summary["report_rows"]}
+    else:
+        raise SystemExit(f"unknown stage {args.stage}")
+    print(json.dumps(detail))
+
+
+def dag_run(db: Path, work: Path, url: str) -> Measure:
+    """One whole DAG run in real Airflow (``airflow dags test``), as ``make demo`` does it."""
+    home = work / "airflow"
+    env = (
+        airflow_env(home)
+        | local_api_connection(url, settings.LOCAL_API_KEY)
+        | connection_env(settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(db)})
+        | {"ATTRIBUTION_DATA_DIR": str(work / "dag-data"), "AIRFLOW_VAR_IHC_REQUEST_CONCURRENCY": str(CONCURRENCY)}
+    )
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    log = (work / "dag-run.log").open("w")
+    for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC"]):
+        subprocess.run([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    conf = json.dumps({"start_date": settings.SAMPLE_START_DATE, "end_date": settings.SAMPLE_END_DATE})
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [airflow, "dags", "test", "ihc_attribution", "-c", conf], env=env, stdout=log, stderr=log
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the DAG run failed; see {work / 'dag-run.log'}")
+    return Measure("whole DAG run", time.perf_counter() - started, usage.ru_maxrss / 1024, {})
+
+
+def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: bool) -> list[Measure]:
+    work = root / name
+    db = work / "challenge.db"
+    measures = []
+    if not db.exists():
+        started = time.perf_counter()
+        generate(db, spec)
+        measures.append(Measure("generate (not a pipeline stage)", time.perf_counter() - started, 0, {}))
+    for table in ("attribution_customer_journey", "channel_reporting"):
+        with sqlite3.connect(db) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    run_dir = work / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stage in ("init_db", "journeys", "api", "write", "report", "export"):
+        measure = run_stage(stage, db, run_dir, url=url) if stage == "api" else run_stage(stage, db, run_dir)
+        measures.append(measure)
+        print(
+            f"  {name:<16} {stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",
+            flush=True,
+        )
+    if with_dag:
+        measures.append(dag_run(db, work, url))
+    return measures
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from importlib.metadata import version
+
+    airflow_version = version("apache-airflow")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, apache-airflow {airflow_version}"
+    )
+
+
+def sessions_in(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        return (
+            conn.execute("SELECT MAX(rowid) FROM session_sources").fetchone()[0],
+            conn.execute("SELECT COUNT(*) FROM conversions").fetchone()[0],
+        )
+
+
+def write_results(results: dict[str, list[Measure]], root: Path, out: Path) -> None:
+    lines = [
+        "# Benchmark",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}.",
+        f"API phase: local server at {LATENCY_MS} ms latency, {CONCURRENCY} concurrent requests per chunk, "
+        f"chunks of {CHUNK_SIZE} journeys attributed one after another; efficiency = ideal time "
+        "(requests / concurrency × latency) / measured time. Each stage is its own process; peak RSS from wait4.",
+        "",
+    ]
+    for name, measures in results.items():
+        sessions, conversions = sessions_in(root / name / "challenge.db")
+        lines += [f"## {name}: {sessions:,} sessions, {conversions:,} conversions", ""]
+        lines += ["| stage | wall time | peak RSS | detail |", "|---|---:|---:|---|"]
+        for m in measures:
+            detail = ", ".join(f"{k} {v:,.3f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in m.detail.items())
+            rss = f"{m.peak_rss_mb:,.0f} MB" if m.peak_rss_mb else ""
+            lines.append(f"| {m.stage} | {m.seconds:,.2f} s | {rss} | {detail} |")
+        lines.append("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stage":
+        stage_main(argv)
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m include.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--work", type=Path, default=settings.PROJECT_ROOT / "bench" / "data")
+    parser.add_argument("--out", type=Path, default=settings.PROJECT_ROOT / "bench" / "results.md")
+    args = parser.parse_args(argv)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "include.local_server", "--port", str(port), "--latency-ms", str(LATENCY_MS)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results: dict[str, list[Measure]] = {}
+    try:
+        wait_for_port(port, server)
+        url = settings.local_api_url(port=port)
+        for name in args.datasets.split(","):
+            print(f"dataset {name}", flush=True)
+            results[name] = bench_dataset(name, DATASETS[name], args.work, url, with_dag=name == "1x")
+            write_results(results, args.work, args.out)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
