@@ -6,7 +6,7 @@ VENV2 := .venv-airflow2
 STAMP2 := $(VENV2)/.installed
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-airflow2 airflow lint format venv venv-airflow2 lock server clean
+.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m include.demo
@@ -16,6 +16,9 @@ test: $(STAMP)  ## the whole test suite
 
 test-airflow2: $(STAMP2)  ## the DAG and end-to-end tests on Airflow 2.10
 	$(VENV2)/bin/python -m pytest tests/dags tests/e2e
+
+bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
+	$(BIN)/python -m include.bench
 
 airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:8080 with a real scheduler; Ctrl-C stops it
 	$(BIN)/python -m include.local_stack

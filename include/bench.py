@@ -32,7 +32,7 @@ from include.sample_data import SampleSpec, generate
 WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE), 30)
 LATENCY_MS = 50
 CONCURRENCY = 8
-CHUNK_SIZE = 400
+CHUNK_SIZE = 20000
 DATASETS = {
     "1x": SampleSpec(seed=42),
     "100x-background": SampleSpec(seed=42, background_factor=100),
@@ -221,7 +221,7 @@ def write_results(results: dict[str, list[Measure]], root: Path, out: Path) -> N
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "stage":
-        stage_main(argv)
+        stage_main(argv[1:])
         return 0
     parser = argparse.ArgumentParser(prog="python -m include.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
