@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from airflow.sdk import BaseHook, Param, Variable, dag, get_current_context, task
+    from airflow.sdk import BaseHook, CronDataIntervalTimetable, Param, Variable, dag, get_current_context, task
     from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
     AIRFLOW_3 = True
@@ -22,6 +22,7 @@ except ImportError:  # Airflow 2.10
 __all__ = [
     "AIRFLOW_3",
     "AirflowFailException",
+    "CronDataIntervalTimetable",
     "Param",
     "dag",
     "get_connection",

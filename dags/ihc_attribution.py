@@ -28,12 +28,14 @@ from include.ihc_client import IhcRejectedError
 from include.settings import RunWindow
 
 import run_context
-from airflow_compat import AirflowFailException, Param, dag, get_current_context, task
+from airflow_compat import AirflowFailException, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 
 @dag(
     dag_id="ihc_attribution",
-    schedule="@daily",
+    # One run per finished UTC day, logical date = that day, on both Airflow lines (3.x's
+    # "@daily" would be a trigger timetable whose logical date is the day just starting).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2023, 9, 1, tz="UTC"),
     catchup=False,
     max_active_tasks=16,
@@ -107,7 +109,7 @@ def ihc_attribution():
     @task
     def build_report(window: dict, written: dict) -> dict:
         """Recompute channel_reporting for every session date the run can touch."""
-        return pipeline.report_step(run_context.warehouse_path(), RunWindow.from_xcom(window))
+        return pipeline.report_step(run_context.warehouse_path(), RunWindow.from_xcom(window), written)
 
     @task
     def export_csv(window: dict, extracted: dict, written: dict, report: dict) -> dict:

@@ -22,9 +22,9 @@ SCHEDULED_RUN_TYPES = ("scheduled", "backfill")
 
 
 def date_range(context: dict) -> DateRange:
-    """A scheduled or backfill run covers its logical date; a manual run its params."""
+    """A scheduled or backfill run covers its day (data interval start); a manual run its params."""
     if run_type(context) in SCHEDULED_RUN_TYPES:
-        day = context["logical_date"].date().isoformat()
+        day = context["data_interval_start"].date().isoformat()
         return DateRange(day, day)
     params = context["params"]
     return settings.resolve_date_range(params["start_date"], params["end_date"])

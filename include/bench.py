@@ -99,7 +99,7 @@ def stage_main(argv: list[str]) -> None:
         state.write_text(json.dumps({**saved, "written": written}))
     elif args.stage == "report":
         saved = json.loads(state.read_text())
-        report = pipeline.report_step(args.db, WINDOW)
+        report = pipeline.report_step(args.db, WINDOW, saved["written"])
         detail = {"report_rows": report["rows"]}
         state.write_text(json.dumps({**saved, "report": report}))
     elif args.stage == "export":

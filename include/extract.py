@@ -47,12 +47,13 @@ def _write_lines(path: Path, rows: Iterable[object]) -> int:
 def extract(db: sqlite_utils.Database, window: DateRange, lookback_days: int, run_dir: Path) -> ExtractResult:
     conversions_path = run_dir / CONVERSIONS_FILE
     sessions_path = run_dir / SESSIONS_FILE
-    _, revenue = warehouse.count_conversions(db, window.start, window.end)
-    conversions = _write_lines(conversions_path, warehouse.iter_conversions(db, window.start, window.end))
-    sessions = _write_lines(
-        sessions_path,
-        warehouse.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days),
-    )
+    with warehouse.snapshot(db):
+        _, revenue = warehouse.count_conversions(db, window.start, window.end)
+        conversions = _write_lines(conversions_path, warehouse.iter_conversions(db, window.start, window.end))
+        sessions = _write_lines(
+            sessions_path,
+            warehouse.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days),
+        )
     return ExtractResult(conversions, sessions, revenue, str(conversions_path), str(sessions_path))
 
 

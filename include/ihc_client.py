@@ -75,7 +75,7 @@ def target_from_connection(
         parts = urlsplit(host)
         base = parts._replace(netloc=f"{parts.netloc}:{port}").geturl() if port and not parts.port else host
     else:
-        scheme = next((s for s in (schema, conn_type) if s in ("http", "https")), "https")
+        scheme = schema if schema in ("http", "https") else "https"
         base = f"{scheme}://{host}" + (f":{port}" if port else "")
     return ApiTarget(
         base_url=base,
@@ -209,7 +209,7 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
         first = sorted(missing)[:3]
         raise _RetryableError(f"answer lacks {len(missing)} sent sessions, e.g. {first}")
     for conv_id, total in sums.items():
-        if abs(total - 1) > ROUNDING_SLACK * len(sent[conv_id]):
+        if abs(total - 1) > min(cfg.SUM_TOLERANCE, ROUNDING_SLACK * len(sent[conv_id])):
             raise _RetryableError(f"ihc of conversion {conv_id!r} sums to {total:.6f}, not 1")
     return result, failed
 
@@ -226,8 +226,10 @@ class IhcClient:
     def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
         if status == 429:
             raise _RetryableError("HTTP 429 Too Many Requests", parse_retry_after(retry_after))
-        if status >= 500:
-            raise _RetryableError(f"HTTP {status}: {_snippet(body)}")
+        if status >= 500 or status == 408:
+            raise _RetryableError(f"HTTP {status}: {_snippet(body)}", parse_retry_after(retry_after))
+        if 300 <= status < 400:
+            raise IhcRejectedError(f"the API answered with a redirect (HTTP {status}); set the final URL as host")
         if status in (401, 403):
             raise IhcRejectedError(
                 f"the API refused the key (HTTP {status}): check the password of the ihc_api connection"
@@ -256,6 +258,7 @@ class IhcClient:
                 params={"conv_type_id": self.target.conv_type_id},
                 data=orjson.dumps(payload),
                 headers={"Content-Type": "application/json", "x-api-key": self.target.api_key},
+                allow_redirects=False,
             ) as response:
                 body = await response.read()
                 return self._classify(response.status, body, response.headers.get("Retry-After"))
@@ -294,8 +297,11 @@ class IhcClient:
             pending = {conv_id: pending[conv_id] for conv_id in failed}
             if attempt == self.settings.max_attempts:
                 break
+            delay = backoff_delay(attempt, self.settings)
+            if delay > self.deadline - asyncio.get_running_loop().time():
+                break
             log.warning("%s: %d journeys failed (206), retrying them: %s", where, len(failed), sorted(failed)[:5])
-            await asyncio.sleep(backoff_delay(attempt, self.settings))
+            await asyncio.sleep(delay)
         raise IhcApiError(
             f"{where}: {len(pending)} journeys still failed after {self.settings.max_attempts} attempts: "
             f"{sorted(pending)[:5]}"

@@ -65,7 +65,11 @@ def iter_rows(results: Sequence[ChunkResult]) -> Iterator[tuple[str, str, float]
     for result in results:
         try:
             payload = orjson.loads(Path(result.path).read_bytes())
+            if payload["chunk"] != result.index:
+                raise ValueError(f"it holds chunk {payload['chunk']}, not {result.index}")
+            rows = [(conv_id, session_id, ihc) for conv_id, session_id, *_, ihc in payload["rows"]]
         except FileNotFoundError:
             raise ResultsError(f"result file {result.path} is missing") from None
-        for conv_id, session_id, *_, ihc in payload["rows"]:
-            yield conv_id, session_id, ihc
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"result file {result.path} is not a valid result: {exc}") from None
+        yield from rows

@@ -27,6 +27,8 @@ LOCAL_API_KEY = "local-dev-key"
 DEFAULT_CONV_TYPE_ID = "default"
 
 MAX_MAP_LENGTH = 1024
+# Largest |Σ ihc - 1| accepted for one conversion, by the client and by the writer alike.
+SUM_TOLERANCE = 0.01
 
 
 class SettingError(ValueError):
@@ -77,10 +79,10 @@ CHUNK_SIZE = IntVariable("ihc_chunk_size", 400)
 MAX_JOURNEYS_PER_REQUEST = IntVariable("ihc_max_journeys_per_request", 100)
 MAX_SESSIONS_PER_REQUEST = IntVariable("ihc_max_sessions_per_request", 3000)
 REQUEST_CONCURRENCY = IntVariable("ihc_request_concurrency", 4)
-LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30, minimum=0)
+LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30)
 REQUEST_TIMEOUT_SECONDS = FloatVariable("ihc_request_timeout_seconds", 60.0, minimum=0.001)
 MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
-BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5)
+BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5, minimum=0.01)
 MAX_BAD_ROW_SHARE = FloatVariable("ihc_max_bad_row_share", 0.05)
 CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
 

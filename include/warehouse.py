@@ -87,6 +87,11 @@ DELETE_RANGE_ATTRIBUTIONS = """
 
 INSERT_ATTRIBUTION = "INSERT INTO attribution_customer_journey (conv_id, session_id, ihc) VALUES (?, ?, ?)"
 
+RANGE_FIRST_SESSION_DATE = """
+    SELECT MIN(s.event_date) FROM attribution_customer_journey a
+    JOIN session_sources s ON s.session_id = a.session_id
+    WHERE a.conv_id IN (SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end)"""
+
 RANGE_ATTRIBUTION_CHECK = """
     SELECT COUNT(*), COALESCE(SUM(rows), 0), COALESCE(MAX(ABS(total - 1)), 0) FROM (
         SELECT a.conv_id, SUM(a.ihc) AS total, COUNT(*) AS rows
@@ -155,6 +160,7 @@ class AttributionCheck:
     conversions: int
     rows: int
     max_sum_error: float
+    first_session_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,11 +228,27 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
         yield conn
         conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise explain(exc, conn.execute("PRAGMA database_list").fetchone()[2]) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back unless SQLite already did (after SQLITE_FULL or an I/O error it may have)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+@contextmanager
+def snapshot(db: sqlite_utils.Database) -> Iterator[None]:
+    """One read transaction, so several queries see the same state of the tables."""
+    db.conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        _rollback(db.conn)
 
 
 def count_conversions(db: sqlite_utils.Database, start: str, end: str) -> tuple[int, float]:
@@ -257,28 +279,45 @@ def replace_range_attributions(
     end: str,
     rows: Iterable[tuple[str, str, float]],
     tolerance: float,
+    expected_rows: int,
 ) -> AttributionCheck:
-    """Swap the range's attributions for ``rows`` in one transaction, checking Σ ihc = 1."""
+    """Swap the range's attributions for ``rows`` in one transaction, checking Σ ihc = 1.
+
+    Also returns the earliest session date of the old or new rows: the report must be rebuilt
+    from there, even when the look-back was longer on an earlier run.
+    """
     params = {"start": start, "end": end}
     with transaction(db) as conn:
+        old_first = conn.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
         conn.execute(DELETE_RANGE_ATTRIBUTIONS, params)
         try:
             conn.executemany(INSERT_ATTRIBUTION, rows)
         except sqlite3.IntegrityError as exc:
             raise WarehouseError(f"attribution rows are not unique per (conv_id, session_id): {exc}") from exc
         check = AttributionCheck(*conn.execute(RANGE_ATTRIBUTION_CHECK, params).fetchone())
+        if check.rows != expected_rows:
+            raise WarehouseError(
+                f"{check.rows} attribution rows would be stored for {expected_rows} sessions sent "
+                "(a conversion changed since extract?); nothing was written"
+            )
         if check.max_sum_error > tolerance:
             raise WarehouseError(
                 f"sum of ihc per conversion is off by up to {check.max_sum_error:.6f} "
                 f"(tolerance {tolerance}); nothing was written"
             )
-    return check
+        new_first = conn.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
+    firsts = [d for d in (old_first, new_first) if d]
+    return AttributionCheck(check.conversions, check.rows, check.max_sum_error, min(firsts) if firsts else None)
 
 
-def report_window(start: str, end: str, lookback_days: int) -> tuple[str, str]:
-    """Session dates whose report rows a run over [start, end] can change."""
-    first = date.fromisoformat(start) - timedelta(days=lookback_days)
-    return first.isoformat(), end
+def report_window(start: str, end: str, lookback_days: int, first_changed: str | None = None) -> tuple[str, str]:
+    """Session dates whose report rows a run over [start, end] can change.
+
+    ``first_changed`` is the earliest session date of the attributions the run replaced, which
+    lies further back when an earlier run used a longer look-back.
+    """
+    first = (date.fromisoformat(start) - timedelta(days=lookback_days)).isoformat()
+    return (min(first, first_changed) if first_changed else first), end
 
 
 def rebuild_report(db: sqlite_utils.Database, first: str, last: str) -> ReportTotals:

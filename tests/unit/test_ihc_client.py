@@ -335,12 +335,14 @@ def test_target_from_connection_host_with_scheme() -> None:
     assert api.redistribution_parameter is None
 
 
-def test_target_from_connection_host_without_scheme() -> None:
+def test_target_from_connection_host_without_scheme_is_https_unless_schema_says_http() -> None:
     redistribution = {"closer": {"direction": "any_session", "receive_threshold": 0}}
     api = target_from_connection(
         "ihc_api", "http", "127.0.0.1", None, 8765, "local-dev-key", {"redistribution_parameter": redistribution}
     )
-    assert api.url == "http://127.0.0.1:8765/v1/compute_ihc"
+    assert api.url == "https://127.0.0.1:8765/v1/compute_ihc", "the key never goes out in clear by default"
+    plain = target_from_connection("ihc_api", "http", "127.0.0.1", "http", 8765, "k", {})
+    assert plain.url == "http://127.0.0.1:8765/v1/compute_ihc"
     assert api.conv_type_id == "default"
     assert api.redistribution_parameter == redistribution
     https = target_from_connection("ihc_api", "generic", "api.ihc-attribution.com", None, None, "k", {})
@@ -362,6 +364,6 @@ def test_target_from_connection_without_host() -> None:
 def test_target_from_connection_works_against_the_local_server(local_server: str) -> None:
     host_port = local_server.removeprefix("http://")
     host, port = host_port.split(":")
-    api = target_from_connection("ihc_api", "http", host, None, int(port), LOCAL_API_KEY, {})
+    api = target_from_connection("ihc_api", "http", host, "http", int(port), LOCAL_API_KEY, {})
     outcome = attribute_journeys(journeys_of(2), api, FAST)
     assert_complete(outcome.attributions, journeys_of(2))

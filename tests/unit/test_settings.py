@@ -79,11 +79,12 @@ def test_int_variable_below_minimum_names_the_variable(raw):
     assert "at least 1" in str(info.value)
 
 
-def test_lookback_days_may_be_zero_but_not_negative():
-    assert settings.LOOKBACK_DAYS.parse("0") == 0
+def test_lookback_days_must_be_at_least_one_day():
+    assert settings.LOOKBACK_DAYS.parse("1") == 1
     assert settings.LOOKBACK_DAYS.parse(None) == 30
-    with pytest.raises(SettingError, match="ihc_lookback_days"):
-        settings.LOOKBACK_DAYS.parse("-1")
+    for raw in ("0", "-1"):
+        with pytest.raises(SettingError, match="ihc_lookback_days"):
+            settings.LOOKBACK_DAYS.parse(raw)
 
 
 @pytest.mark.parametrize("raw", [None, ""])

@@ -250,14 +250,19 @@ def attribution_db(db):
 def test_replace_range_attributions_replaces_the_range(attribution_db):
     db = attribution_db
     first = warehouse.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0)], tolerance=1e-3
+        db,
+        "2023-09-01",
+        "2023-09-07",
+        [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0)],
+        tolerance=1e-3,
+        expected_rows=3,
     )
     assert (first.conversions, first.rows) == (2, 3)
     assert first.max_sum_error == pytest.approx(0.0, abs=1e-9)
     assert attributions(db) == [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c_out", "sx", 1.0)]
 
     second = warehouse.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)]), tolerance=1e-3
+        db, "2023-09-01", "2023-09-07", iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)]), tolerance=1e-3, expected_rows=2
     )
     assert (second.conversions, second.rows) == (1, 2)
     assert attributions(db) == [("c1", "s2", 0.5), ("c1", "s9", 0.5), ("c_out", "sx", 1.0)]
@@ -266,15 +271,22 @@ def test_replace_range_attributions_replaces_the_range(attribution_db):
 def test_replace_range_attributions_only_touches_its_range(attribution_db):
     db = attribution_db
     warehouse.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
-    warehouse.replace_range_attributions(db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0)], tolerance=1e-3)
+    warehouse.replace_range_attributions(
+        db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0)], tolerance=1e-3, expected_rows=1
+    )
     assert attributions(db) == [("c1", "s1", 1.0), ("c2", "s4", 1.0), ("c_out", "sx", 1.0)]
 
 
 def test_replace_range_attributions_accepts_rounding_within_tolerance(attribution_db):
     check = warehouse.replace_range_attributions(
-        attribution_db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.3333), ("c1", "s2", 0.6666)], tolerance=1e-3
+        attribution_db,
+        "2023-09-01",
+        "2023-09-07",
+        [("c1", "s1", 0.3333), ("c1", "s2", 0.6666)],
+        tolerance=1e-3,
+        expected_rows=2,
     )
     assert check.max_sum_error == pytest.approx(1e-4)
 
@@ -289,11 +301,13 @@ def test_replace_range_attributions_accepts_rounding_within_tolerance(attributio
 def test_replace_range_attributions_rolls_back_when_sum_is_off(attribution_db, bad_rows):
     db = attribution_db
     warehouse.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     before = attributions(db)
     with pytest.raises(WarehouseError, match="sum of ihc"):
-        warehouse.replace_range_attributions(db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3)
+        warehouse.replace_range_attributions(
+            db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3, expected_rows=len(bad_rows)
+        )
     assert attributions(db) == before
     assert not db.conn.in_transaction
 
@@ -303,7 +317,7 @@ def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db)
     before = attributions(db)
     with pytest.raises(WarehouseError, match="not unique"):
         warehouse.replace_range_attributions(
-            db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3
+            db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3, expected_rows=2
         )
     assert attributions(db) == before
     assert not db.conn.in_transaction
@@ -432,3 +446,41 @@ def test_transaction_rolls_back_on_error(db):
         raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM session_costs").fetchone()[0] == 0
     assert not db.conn.in_transaction
+
+
+def test_replace_range_attributions_rolls_back_when_the_row_count_differs(attribution_db):
+    db = attribution_db
+    warehouse.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    before = attributions(db)
+    with pytest.raises(WarehouseError, match="1 attribution rows would be stored for 2 sessions sent"):
+        warehouse.replace_range_attributions(
+            db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], tolerance=1e-3, expected_rows=2
+        )
+    assert attributions(db) == before
+
+
+def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attribution_db):
+    db = attribution_db
+    add_sessions(
+        db,
+        [
+            ("s1", "u1", "2023-08-20 10:00:00", "A"),
+            ("s2", "u1", "2023-08-30 10:00:00", "A"),
+            ("s3", "u2", "2023-09-01 10:00:00", "B"),
+        ],
+    )
+    first = warehouse.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert first.first_session_date == "2023-08-20"
+    second = warehouse.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert second.first_session_date == "2023-08-20", "the replaced rows' dates count too"
+    third = warehouse.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert third.first_session_date == "2023-08-30"
+    assert warehouse.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
