@@ -16,6 +16,7 @@ except ImportError:  # Airflow 2.10
     from airflow.models import Variable
     from airflow.models.param import Param
     from airflow.operators.python import get_current_context
+    from airflow.timetables.interval import CronDataIntervalTimetable
 
     AIRFLOW_3 = False
 

@@ -27,7 +27,7 @@ from include import pipeline, settings
 from include.demo import free_port, wait_for_port
 from include.ihc_client import ApiTarget, ClientSettings
 from include.local_airflow import airflow_env, connection_env, local_api_connection
-from include.sample_data import SampleSpec, generate
+from include.sample_data import SampleSpec
 
 WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE), 30)
 LATENCY_MS = 50
@@ -56,11 +56,20 @@ def run_stage(stage: str, db: Path, run_dir: Path, env: dict[str, str] | None = 
     started = time.perf_counter()
     process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, cwd=settings.PROJECT_ROOT)
     out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    code = process.wait()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise RuntimeError(f"stage {stage} failed on {db}")
-    return Measure(stage, seconds, usage.ru_maxrss / 1024, json.loads(out or b"{}"))
+    detail = json.loads(out or b"{}")
+    return Measure(stage, seconds, detail.pop("peak_rss_mb"), detail)
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM: unlike ru_maxrss, nothing inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def stage_main(argv: list[str]) -> None:
@@ -116,7 +125,7 @@ def stage_main(argv: list[str]) -> None:
         detail = {"csv_rows": summary["report_rows"]}
     else:
         raise SystemExit(f"unknown stage {args.stage}")
-    print(json.dumps(detail))
+    print(json.dumps({**detail, "peak_rss_mb": peak_rss_mb()}))
 
 
 def dag_run(db: Path, work: Path, url: str) -> Measure:
@@ -149,7 +158,23 @@ def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: b
     measures = []
     if not db.exists():
         started = time.perf_counter()
-        generate(db, spec)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "include.sample_data",
+                "--out",
+                str(db),
+                "--seed",
+                str(spec.seed),
+                "--scale",
+                str(spec.scale),
+                "--background-factor",
+                str(spec.background_factor),
+            ],
+            check=True,
+            cwd=settings.PROJECT_ROOT,
+        )
         measures.append(Measure("generate (not a pipeline stage)", time.perf_counter() - started, 0, {}))
     for table in ("attribution_customer_journey", "channel_reporting"):
         with sqlite3.connect(db) as conn:
@@ -202,7 +227,8 @@ def write_results(results: dict[str, list[Measure]], root: Path, out: Path) -> N
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}.",
         f"API phase: local server at {LATENCY_MS} ms latency, {CONCURRENCY} concurrent requests per chunk, "
         f"chunks of {CHUNK_SIZE} journeys attributed one after another; efficiency = ideal time "
-        "(requests / concurrency × latency) / measured time. Each stage is its own process; peak RSS from wait4.",
+        "(requests / concurrency × latency) / measured time. Each stage is its own process (wall time includes "
+        "its start, ~0.2 s); peak RSS is that process's VmHWM.",
         "",
     ]
     for name, measures in results.items():

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # Transport faults answer instead of the engine; answer faults tamper with the engine's answer.
 TRANSPORT_FAULTS = ("429", "500", "slow", "malformed_json", "body_500", "html", "reset")
 ANSWER_FAULTS = ("partial", "drop_session", "extra_session", "ihc_out_of_range", "sum_off")
@@ -144,12 +145,19 @@ def _redistribution(body: dict) -> dict[str, RedistributionRule] | None:
         raise BadRequestError(400, f"invalid redistribution_parameter: {exc}") from None
 
 
+def _timestamp(value: str) -> datetime:
+    """The API's ``YYYY-MM-DD HH:MM:SS``, strictly (fromisoformat alone would take other forms)."""
+    if not TIMESTAMP.fullmatch(value):
+        raise ValueError(f"timestamp {value!r} is not YYYY-MM-DD HH:MM:SS")
+    return datetime.fromisoformat(value)
+
+
 def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
     try:
         points = [
             Touchpoint(
                 session_id=r["session_id"],
-                timestamp=datetime.strptime(r["timestamp"], TIMESTAMP_FORMAT),
+                timestamp=_timestamp(r["timestamp"]),
                 channel_label=r["channel_label"],
                 holder_engagement=r["holder_engagement"],
                 closer_engagement=r["closer_engagement"],
