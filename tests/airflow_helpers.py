@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from include import settings
 
 DAG_ID = "ihc_attribution"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
 
 def migrate_metadata_db() -> None:
@@ -28,3 +30,15 @@ def load_dag():
     bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
     assert bag.import_errors == {}, bag.import_errors
     return bag, bag.dags[DAG_ID]
+
+
+def snapshot(db: Path) -> list[list[tuple]]:
+    """The output tables, sorted, for comparing runs."""
+    with sqlite3.connect(db) as conn:
+        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in OUTPUTS]
+
+
+def empty_outputs(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        for table in OUTPUTS:
+            conn.execute(f"DELETE FROM {table}")

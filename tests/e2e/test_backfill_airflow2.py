@@ -19,13 +19,12 @@ import pytest
 from include import warehouse
 from include.local_airflow import airflow_env, local_api_connection
 from include.settings import LOCAL_API_KEY
-from tests.airflow_helpers import AIRFLOW, DAG_ID
+from tests.airflow_helpers import AIRFLOW, DAG_ID, empty_outputs, snapshot
 
 airflow_version = pytest.importorskip("airflow").__version__
 pytestmark = pytest.mark.skipif(
     not airflow_version.startswith("2."), reason="Airflow 3 backfills run in the scheduler: tests/scheduler"
 )
-OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
 
 def deployment_env(home: Path, db: Path, server_url: str) -> dict[str, str]:
@@ -75,17 +74,6 @@ def prepared(home: Path, db: Path, server_url: str) -> dict[str, str]:
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", "ihc_api", "4", "IHC API")
     return env
-
-
-def snapshot(db: Path) -> list[list[tuple]]:
-    with sqlite3.connect(db) as conn:
-        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in OUTPUTS]
-
-
-def empty_outputs(db: Path) -> None:
-    with sqlite3.connect(db) as conn:
-        for table in OUTPUTS:
-            conn.execute(f"DELETE FROM {table}")
 
 
 def backfill_runs(env: dict[str, str]) -> list[tuple[str, str]]:

@@ -16,11 +16,11 @@ import pytest
 from include import settings, warehouse
 from include.journeys import JourneyStats, build_journeys
 from include.local_stack import LOGIN, LocalStack
+from tests.airflow_helpers import empty_outputs, snapshot
 from tests.airflow_rest import AirflowApi
 
 DAG_ID = "ihc_attribution"
 ATTEMPTS = 2
-OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +80,6 @@ def journey_ids(db: Path, start: str, end: str) -> list[str]:
 
 def chunks_of(api: AirflowApi, run_id: str) -> dict[int, dict]:
     return {ti["map_index"]: ti for ti in api.task_instances(DAG_ID, run_id) if ti["task_id"] == "attribute_chunk"}
-
-
-def snapshot(db: Path) -> list[list[tuple]]:
-    with sqlite3.connect(db) as conn:
-        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in OUTPUTS]
-
-
-def empty_outputs(db: Path) -> None:
-    with sqlite3.connect(db) as conn:
-        for table in OUTPUTS:
-            conn.execute(f"DELETE FROM {table}")
 
 
 def run_manual(api: AirflowApi, start: str, end: str) -> str:
