@@ -179,7 +179,8 @@ def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: b
     with sqlite3.connect(db) as conn:  # init_db then pays its first-run cost (the indexes) every time
         for table in ("attribution_customer_journey", "channel_reporting"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
-        for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'"):
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'").fetchall()
+        for (index,) in indexes:
             conn.execute(f"DROP INDEX {index}")
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
