@@ -82,6 +82,8 @@ def ihc_attribution():
         retry_delay=timedelta(seconds=settings.retry_delay_seconds()),
         retry_exponential_backoff=True,
         max_retry_delay=timedelta(minutes=10),
+        # A hard stop above the client's own budget per try (ihc_chunk_budget_seconds, 30 min).
+        execution_timeout=timedelta(hours=1),
         map_index_template="{{ chunk_label }}",
     )
     def attribute_chunk(chunk: dict) -> dict:

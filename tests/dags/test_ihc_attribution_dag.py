@@ -42,6 +42,7 @@ def test_api_task_is_mapped_with_pool_retries_and_chunk_names(dag):
     assert task.retries >= 2
     assert task.retry_exponential_backoff
     assert task.max_retry_delay is not None
+    assert task.execution_timeout is not None
     assert task.map_index_template == "{{ chunk_label }}"
 
 
