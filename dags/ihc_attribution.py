@@ -24,8 +24,9 @@ from datetime import timedelta
 import pendulum
 
 from include import pipeline, settings
+from include.chunks import JourneyTooLongError
 from include.ihc_client import IhcRejectedError
-from include.settings import RunWindow
+from include.settings import RunWindow, SettingError
 
 import run_context
 from airflow_compat import AirflowFailException, CronDataIntervalTimetable, Param, dag, get_current_context, task
@@ -94,8 +95,8 @@ def ihc_attribution():
             return pipeline.attribute_step(
                 chunk, run_context.run_dir(context), run_context.api_target(), run_context.api_client_settings()
             )
-        except IhcRejectedError as exc:
-            message = f"{chunk['label']}: {exc} (not retried: the same request would be refused)"
+        except (IhcRejectedError, JourneyTooLongError, SettingError) as exc:
+            message = f"{chunk['label']}: {exc} (not retried: another try would meet the same refusal)"
             raise AirflowFailException(message) from None
 
     @task(trigger_rule="none_failed")

@@ -23,6 +23,10 @@ ApiRow = dict[str, object]
 ApiJourney = list[ApiRow]
 
 
+class JourneyTooLongError(ValueError):
+    """A journey in a chunk exceeds the current per-request session limit."""
+
+
 @dataclass(frozen=True)
 class ChunkInfo:
     """What the mapped task needs to know about its chunk: small enough for XCom."""
@@ -106,9 +110,10 @@ def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: i
     current_sessions = 0
     for journey in journeys:
         if len(journey) > max_sessions:
-            raise ValueError(
+            raise JourneyTooLongError(
                 f"journey {journey[0]['conversion_id']} has {len(journey)} sessions, more than the "
-                f"{max_sessions}-session request limit; it should have been trimmed"
+                f"{max_sessions}-session request limit (lowered since build_journeys ran?); rerun the "
+                "DAG so journeys are trimmed to the current limit"
             )
         if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
             requests.append(current)

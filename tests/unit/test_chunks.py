@@ -9,7 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from include.chunks import ChunkInfo, effective_chunk_size, pack_requests, read_chunk, write_chunks
+from include.chunks import (
+    ChunkInfo,
+    JourneyTooLongError,
+    effective_chunk_size,
+    pack_requests,
+    read_chunk,
+    write_chunks,
+)
 from include.journeys import Journey
 from include.records import Session
 
@@ -160,12 +167,13 @@ def test_pack_requests_empty():
 
 def test_pack_requests_raises_for_a_journey_above_max_sessions():
     journeys = [api_journey("ok", 2), api_journey("too-long", 6)]
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(JourneyTooLongError) as info:
         pack_requests(journeys, max_journeys=100, max_sessions=5)
     message = str(info.value)
     assert "too-long" in message
     assert "6 sessions" in message
     assert "5-session" in message
+    assert "rerun the DAG" in message
 
 
 # --- effective_chunk_size ----------------------------------------------------------------------
