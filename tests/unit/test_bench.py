@@ -1,0 +1,29 @@
+"""The benchmark's own machinery on a tiny data set: every stage runs and is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from include import bench
+from include.sample_data import SampleSpec
+
+
+def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path, local_server: str):
+    measures = bench.bench_dataset("tiny", SampleSpec(seed=7, scale=0.02), tmp_path, local_server, with_dag=False)
+
+    stages = [m.stage for m in measures]
+    assert stages == ["generate (not a pipeline stage)", "init_db", "journeys", "api", "write", "report", "export"]
+    by_stage = {m.stage: m for m in measures}
+    assert by_stage["journeys"].detail["journeys"] > 0
+    assert by_stage["write"].detail["rows"] > 0 and by_stage["write"].detail["rows_per_s"] > 0
+    assert by_stage["api"].detail["efficiency"] > 0
+    assert all(0 < m.peak_rss_mb < 1000 for m in measures[1:])
+
+    out = tmp_path / "results.md"
+    bench.write_results({"tiny": measures}, tmp_path, out)
+    text = out.read_text()
+    assert "## tiny: " in text and "| journeys |" in text and "cores" in text
+
+
+def test_peak_rss_is_read_from_this_process():
+    assert 1 < bench.peak_rss_mb() < 2000
