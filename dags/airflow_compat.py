@@ -29,6 +29,7 @@ __all__ = [
     "get_connection",
     "get_current_context",
     "get_variable",
+    "mapped_outputs",
     "run_type",
     "task",
 ]
@@ -49,6 +50,11 @@ def get_connection(conn_id: str) -> Any | None:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return None
+
+
+def mapped_outputs(values: Any) -> list:
+    """The return values of a mapped task; Airflow 2.10 passes None when nothing was mapped."""
+    return list(values or ())
 
 
 def run_type(context: dict) -> str:

@@ -29,7 +29,15 @@ from include.ihc_client import IhcRejectedError
 from include.settings import RunWindow, SettingError
 
 import run_context
-from airflow_compat import AirflowFailException, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow_compat import (
+    AirflowFailException,
+    CronDataIntervalTimetable,
+    Param,
+    dag,
+    get_current_context,
+    mapped_outputs,
+    task,
+)
 
 
 @dag(
@@ -101,12 +109,9 @@ def ihc_attribution():
 
     @task(trigger_rule="none_failed")
     def write_attributions(window: dict, chunks: list[dict], results: list[dict] | None) -> dict:
-        """Replace the range's attributions by the chunk results, in one transaction.
-
-        With no chunk mapped, Airflow 2.10 passes None where 3.x passes an empty sequence.
-        """
+        """Replace the range's attributions by the chunk results, in one transaction."""
         return pipeline.write_step(
-            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), list(results or ())
+            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), mapped_outputs(results)
         )
 
     @task

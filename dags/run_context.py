@@ -56,7 +56,7 @@ def api_target() -> ApiTarget:
     )
 
 
-def variable(var: settings.IntVariable | settings.FloatVariable) -> int | float:
+def variable(var: settings.NumberVariable) -> float:
     return var.parse(get_variable(var.name))
 
 

@@ -48,13 +48,13 @@ class Measure:
     detail: dict
 
 
-def run_stage(stage: str, db: Path, run_dir: Path, env: dict[str, str] | None = None, **extra: str) -> Measure:
+def run_stage(stage: str, db: Path, run_dir: Path, **extra: str) -> Measure:
     """One stage in a fresh process; its wall time and peak RSS (VmHWM) are the stage's own."""
     args = [sys.executable, "-m", "include.bench", "stage", stage, "--db", str(db), "--run-dir", str(run_dir)]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]
     started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, cwd=settings.PROJECT_ROOT)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT)
     out = process.stdout.read()
     code = process.wait()
     seconds = time.perf_counter() - started
@@ -185,7 +185,7 @@ def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: b
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     for stage in ("init_db", "journeys", "api", "write", "report", "export"):
-        measure = run_stage(stage, db, run_dir, url=url) if stage == "api" else run_stage(stage, db, run_dir)
+        measure = run_stage(stage, db, run_dir, url=url)
         measures.append(measure)
         print(
             f"  {name:<16} {stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",

@@ -16,6 +16,7 @@ import sqlite_utils
 
 from include import warehouse
 from include.records import Conversion, Session
+from include.runfiles import atomic_writer
 from include.settings import DateRange
 
 CONVERSIONS_FILE = "extract/conversions.jsonl"
@@ -32,15 +33,12 @@ class ExtractResult:
 
 
 def _write_lines(path: Path, rows: Iterable[object]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     count = 0
-    with tmp.open("wb") as handle:
+    with atomic_writer(path) as handle:
         for row in rows:
             handle.write(orjson.dumps(dataclasses.astuple(row)))
             handle.write(b"\n")
             count += 1
-    tmp.replace(path)
     return count
 
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import ClassVar
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,43 +37,42 @@ class SettingError(ValueError):
 
 
 @dataclass(frozen=True)
-class IntVariable:
-    """An Airflow Variable holding a positive integer."""
+class NumberVariable:
+    """An Airflow Variable holding a finite number of at least ``minimum``."""
 
     name: str
-    default: int
-    minimum: int = 1
+    default: float
+    minimum: float = 0.0
+    KIND: ClassVar[type] = float
+    KIND_NAME: ClassVar[str] = "a number"
 
-    def parse(self, raw: object) -> int:
+    def parse(self, raw: object) -> float:
         if raw is None or raw == "":
             return self.default
         try:
-            value = int(str(raw).strip())
+            value = self.KIND(str(raw).strip())
         except ValueError:
-            raise SettingError(f"Variable {self.name}={raw!r} is not an integer") from None
+            raise SettingError(f"Variable {self.name}={raw!r} is not {self.KIND_NAME}") from None
+        if not math.isfinite(value):
+            raise SettingError(f"Variable {self.name}={raw!r} is not a finite number")
         if value < self.minimum:
             raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
         return value
 
 
 @dataclass(frozen=True)
-class FloatVariable:
-    name: str
-    default: float
-    minimum: float = 0.0
+class IntVariable(NumberVariable):
+    """An Airflow Variable holding an integer, positive unless ``minimum`` says otherwise."""
 
-    def parse(self, raw: object) -> float:
-        if raw is None or raw == "":
-            return self.default
-        try:
-            value = float(str(raw).strip())
-        except ValueError:
-            raise SettingError(f"Variable {self.name}={raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise SettingError(f"Variable {self.name}={raw!r} is not a finite number")
-        if value < self.minimum:
-            raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
-        return value
+    default: int
+    minimum: int = 1
+    KIND: ClassVar[type] = int
+    KIND_NAME: ClassVar[str] = "an integer"
+
+
+@dataclass(frozen=True)
+class FloatVariable(NumberVariable):
+    """An Airflow Variable holding a finite float."""
 
 
 CHUNK_SIZE = IntVariable("ihc_chunk_size", 400)
@@ -86,7 +86,7 @@ BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5, minimum=0.01)
 MAX_BAD_ROW_SHARE = FloatVariable("ihc_max_bad_row_share", 0.05)
 CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
 
-VARIABLES: tuple[IntVariable | FloatVariable, ...] = (
+VARIABLES: tuple[NumberVariable, ...] = (
     CHUNK_SIZE,
     MAX_JOURNEYS_PER_REQUEST,
     MAX_SESSIONS_PER_REQUEST,
@@ -176,19 +176,19 @@ def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str
     return f"http://{host}:{port}"
 
 
-def sqlite_busy_timeout_seconds() -> float:
-    """How long a SQLite write waits for another writer's lock before it fails."""
-    raw = os.environ.get("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "60")
+def _env_seconds(name: str, default: str) -> float:
+    raw = os.environ.get(name, default)
     try:
         return float(raw)
     except ValueError:
-        raise SettingError(f"env ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS={raw!r} is not a number") from None
+        raise SettingError(f"env {name}={raw!r} is not a number") from None
+
+
+def sqlite_busy_timeout_seconds() -> float:
+    """How long a SQLite write waits for another writer's lock before it fails."""
+    return _env_seconds("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "60")
 
 
 def retry_delay_seconds() -> float:
     """Airflow's first retry delay of the API task (doubles on each retry)."""
-    raw = os.environ.get("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingError(f"env ATTRIBUTION_RETRY_DELAY_SECONDS={raw!r} is not a number") from None
+    return _env_seconds("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")
