@@ -30,6 +30,7 @@ __all__ = [
     "get_current_context",
     "get_variable",
     "mapped_outputs",
+    "postgres_hook",
     "run_type",
     "task",
 ]
@@ -50,6 +51,13 @@ def get_connection(conn_id: str) -> Any | None:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return None
+
+
+def postgres_hook(conn_id: str) -> Any:
+    """Airflow's Postgres provider hook (imported here so SQLite-only deployments need no driver)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=conn_id)
 
 
 def mapped_outputs(values: Any) -> list:

@@ -14,7 +14,8 @@ inclusive); a scheduled or backfill run uses its logical date.
 **Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
 `ihc_request_concurrency`, `ihc_lookback_days`, and the retry knobs (README).
 **Connections**: `ihc_api` (base URL, key in the password, `conv_type_id` in extra) and
-`ihc_warehouse` (SQLite path in host); without them the local server and `data/challenge.db`.
+`ihc_warehouse` (type postgres for a PostgreSQL warehouse, else the SQLite file in host); without
+them the local server and `data/challenge.db`.
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ def ihc_attribution():
     @task
     def init_db() -> dict:
         """Check the range and create the output tables and indexes if missing."""
-        return pipeline.prepare(run_context.warehouse_path(), run_context.run_window(get_current_context()))
+        return pipeline.prepare(run_context.warehouse(), run_context.run_window(get_current_context()))
 
     @task
     def extract(window: dict) -> dict:
         """The range's conversions and their users' sessions, streamed to run files."""
         return pipeline.extract_step(
-            run_context.warehouse_path(), RunWindow.from_xcom(window), run_context.run_dir(get_current_context())
+            run_context.warehouse(), RunWindow.from_xcom(window), run_context.run_dir(get_current_context())
         )
 
     @task
@@ -111,19 +112,19 @@ def ihc_attribution():
     def write_attributions(window: dict, chunks: list[dict], results: list[dict] | None) -> dict:
         """Replace the range's attributions by the chunk results, in one transaction."""
         return pipeline.write_step(
-            run_context.warehouse_path(), RunWindow.from_xcom(window), list(chunks), mapped_outputs(results)
+            run_context.warehouse(), RunWindow.from_xcom(window), list(chunks), mapped_outputs(results)
         )
 
     @task
     def build_report(window: dict, written: dict) -> dict:
         """Recompute channel_reporting for every session date the run can touch."""
-        return pipeline.report_step(run_context.warehouse_path(), RunWindow.from_xcom(window), written)
+        return pipeline.report_step(run_context.warehouse(), RunWindow.from_xcom(window), written)
 
     @task
     def export_csv(window: dict, extracted: dict, written: dict, report: dict) -> dict:
         """channel_reporting as CSV with CPO and ROAS, and the run summary."""
         return pipeline.export_step(
-            run_context.warehouse_path(),
+            run_context.warehouse(),
             settings.output_dir() / "channel_reporting.csv",
             run_context.run_dir(get_current_context()),
             RunWindow.from_xcom(window),

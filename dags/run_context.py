@@ -13,12 +13,14 @@ from include import settings
 from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
 from include.runfiles import run_directory
 from include.settings import DateRange, RunWindow
+from include.warehouse import WarehouseTarget, connect_postgres, sqlite_target
 
-from airflow_compat import get_connection, get_variable, run_type
+from airflow_compat import get_connection, get_variable, postgres_hook, run_type
 
 log = logging.getLogger(__name__)
 
 SCHEDULED_RUN_TYPES = ("scheduled", "backfill")
+POSTGRES_CONN_TYPES = ("postgres", "postgresql")
 
 
 def date_range(context: dict) -> DateRange:
@@ -38,11 +40,15 @@ def run_dir(context: dict) -> Path:
     return run_directory(settings.work_dir(), context["run_id"])
 
 
-def warehouse_path() -> Path:
+def warehouse() -> WarehouseTarget:
+    """Connection ``ihc_warehouse``: PostgreSQL when its type is postgres, else the SQLite file named
+    by its host; without it, the sample database."""
     conn = get_connection(settings.WAREHOUSE_CONN_ID)
-    if conn is None or not conn.host:
-        return settings.default_warehouse_path()
-    return Path(conn.host)
+    if conn is not None and conn.conn_type in POSTGRES_CONN_TYPES:
+        label = f"{conn.host}:{conn.port or 5432}/{conn.schema} (connection {settings.WAREHOUSE_CONN_ID})"
+        hook = postgres_hook(settings.WAREHOUSE_CONN_ID)
+        return WarehouseTarget(f"PostgreSQL {label}", lambda: connect_postgres(hook.get_conn, label))
+    return sqlite_target(Path(conn.host) if conn is not None and conn.host else settings.default_warehouse_path())
 
 
 def api_target() -> ApiTarget:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include import pipeline, settings
+from include import pipeline, settings, warehouse
 from include.demo import free_port, wait_for_port
 from include.ihc_client import ApiTarget, ClientSettings
 from include.local_airflow import airflow_env, connection_env, local_api_connection
@@ -82,11 +82,12 @@ def stage_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     state = run_dir / "bench-state.json"
+    db = warehouse.sqlite_target(args.db)
     if args.stage == "init_db":
-        pipeline.prepare(args.db, WINDOW)
+        pipeline.prepare(db, WINDOW)
         detail: dict = {}
     elif args.stage == "journeys":
-        extracted = pipeline.extract_step(args.db, WINDOW, run_dir)
+        extracted = pipeline.extract_step(db, WINDOW, run_dir)
         chunks = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
         state.write_text(json.dumps({"extracted": extracted, "chunks": chunks}))
         detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
@@ -103,18 +104,18 @@ def stage_main(argv: list[str]) -> None:
     elif args.stage == "write":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
-        written = pipeline.write_step(args.db, WINDOW, saved["chunks"], saved["results"])
+        written = pipeline.write_step(db, WINDOW, saved["chunks"], saved["results"])
         detail = {"rows": written["rows"], "rows_per_s": written["rows"] / (time.perf_counter() - started)}
         state.write_text(json.dumps({**saved, "written": written}))
     elif args.stage == "report":
         saved = json.loads(state.read_text())
-        report = pipeline.report_step(args.db, WINDOW, saved["written"])
+        report = pipeline.report_step(db, WINDOW, saved["written"])
         detail = {"report_rows": report["rows"]}
         state.write_text(json.dumps({**saved, "report": report}))
     elif args.stage == "export":
         saved = json.loads(state.read_text())
         summary = pipeline.export_step(
-            args.db,
+            db,
             run_dir / "channel_reporting.csv",
             run_dir,
             WINDOW,

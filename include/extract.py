@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import sqlite_utils
 
 from include import warehouse
 from include.records import Conversion, Session
@@ -42,10 +41,10 @@ def _write_lines(path: Path, rows: Iterable[object]) -> int:
     return count
 
 
-def extract(db: sqlite_utils.Database, window: DateRange, lookback_days: int, run_dir: Path) -> ExtractResult:
+def extract(db: warehouse.Warehouse, window: DateRange, lookback_days: int, run_dir: Path) -> ExtractResult:
     conversions_path = run_dir / CONVERSIONS_FILE
     sessions_path = run_dir / SESSIONS_FILE
-    with warehouse.snapshot(db):
+    with db.snapshot():
         _, revenue = warehouse.count_conversions(db, window.start, window.end)
         conversions = _write_lines(conversions_path, warehouse.iter_conversions(db, window.start, window.end))
         sessions = _write_lines(

@@ -21,18 +21,19 @@ from include.results import ChunkResult, check_complete, iter_rows, write_result
 from include.runfiles import atomic_write_bytes, exclusive_lock
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
+from include.warehouse import WarehouseTarget
 
 log = logging.getLogger(__name__)
 
 STATS_FILE = "journeys_stats.json"
 
 
-def prepare(warehouse_path: Path, window: RunWindow) -> dict:
-    db = warehouse.connect(warehouse_path)
-    warehouse.init_schema(db)
+def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
+    with target.open() as db:
+        warehouse.init_schema(db)
     log.info(
         "warehouse %s ready; conversions from %s to %s, look-back %d days",
-        warehouse_path,
+        target.label,
         window.dates.start,
         window.dates.end,
         window.lookback_days,
@@ -40,9 +41,9 @@ def prepare(warehouse_path: Path, window: RunWindow) -> dict:
     return window.to_xcom()
 
 
-def extract_step(warehouse_path: Path, window: RunWindow, run_dir: Path) -> dict:
-    db = warehouse.connect(warehouse_path)
-    result = extract.extract(db, window.dates, window.lookback_days, run_dir)
+def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: Path) -> dict:
+    with target.open() as db:
+        result = extract.extract(db, window.dates, window.lookback_days, run_dir)
     log.info(
         "extracted %d conversions and %d sessions of their users (look-back %d days)",
         result.conversions,
@@ -101,15 +102,15 @@ def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: Clie
     return result.to_xcom()
 
 
-def write_step(warehouse_path: Path, window: RunWindow, chunks: list[dict], results: list[dict]) -> dict:
+def write_step(target: WarehouseTarget, window: RunWindow, chunks: list[dict], results: list[dict]) -> dict:
     infos = [ChunkInfo.from_xcom(c) for c in chunks]
     chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
     check_complete(infos, chunk_results)
-    db = warehouse.connect(warehouse_path)
     expected = sum(c.sessions for c in infos)
-    check = warehouse.replace_range_attributions(
-        db, window.dates.start, window.dates.end, iter_rows(chunk_results), SUM_TOLERANCE, expected
-    )
+    with target.open() as db:
+        check = warehouse.replace_range_attributions(
+            db, window.dates.start, window.dates.end, iter_rows(chunk_results), SUM_TOLERANCE, expected
+        )
     log.info(
         "stored %d attribution rows of %d conversions; max |sum ihc - 1| = %.6f",
         check.rows,
@@ -124,16 +125,17 @@ def write_step(warehouse_path: Path, window: RunWindow, chunks: list[dict], resu
     }
 
 
-def report_step(warehouse_path: Path, window: RunWindow, written: dict | None = None) -> dict:
+def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None = None) -> dict:
     first_changed = (written or {}).get("first_session_date")
     first, last = warehouse.report_window(window.dates.start, window.dates.end, window.lookback_days, first_changed)
-    totals = warehouse.rebuild_report(warehouse.connect(warehouse_path), first, last)
+    with target.open() as db:
+        totals = warehouse.rebuild_report(db, first, last)
     log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)
     return asdict(totals)
 
 
 def export_step(
-    warehouse_path: Path,
+    target: WarehouseTarget,
     csv_path: Path,
     run_dir: Path,
     window: RunWindow,
@@ -144,8 +146,8 @@ def export_step(
     stats = orjson.loads((run_dir / STATS_FILE).read_bytes())
     # Read and write under one lock: a run that read the table earlier cannot replace the CSV
     # of a run that read it later.
-    with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")):
-        rows = write_csv(warehouse.report_rows(warehouse.connect(warehouse_path)), csv_path)
+    with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")), target.open() as db:
+        rows = write_csv(warehouse.report_rows(db), csv_path)
     log.info("wrote %d report rows to %s", rows, csv_path)
     summary = RunSummary(
         start=window.dates.start,

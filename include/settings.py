@@ -184,9 +184,9 @@ def _env_seconds(name: str, default: str) -> float:
         raise SettingError(f"env {name}={raw!r} is not a number") from None
 
 
-def sqlite_busy_timeout_seconds() -> float:
-    """How long a SQLite write waits for another writer's lock before it fails."""
-    return _env_seconds("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "60")
+def warehouse_lock_timeout_seconds() -> float:
+    """How long a warehouse write waits for another writer's lock before it fails."""
+    return _env_seconds("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60")
 
 
 def retry_delay_seconds() -> float:

@@ -11,6 +11,8 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,10 @@ os.environ.update(
 # Airflow puts the DAGs folder on sys.path of the processes it starts; do the same in-process.
 sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
+from include import warehouse  # noqa: E402
 from include.local_server import ServerConfig, ServerThread  # noqa: E402
 from include.sample_data import SampleSpec, generate  # noqa: E402
+from tests import postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +70,60 @@ def local_server(server_config: ServerConfig):
     """The local IHC server on a free 127.0.0.1 port; yields its base URL; stops afterwards."""
     with ServerThread(server_config) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL server CI started, or a throw-away one on 127.0.0.1 for this session."""
+    url = os.environ.get(postgres_server.URL_ENV)
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ihc-pg-"))
+    try:
+        url = postgres_server.start(folder)
+    except FileNotFoundError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(str(exc))
+    yield url
+    postgres_server.stop(folder)
+
+
+def _database_url(server_url: str, name: str) -> str:
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(postgres_server_url: str) -> Iterator[warehouse.Warehouse]:
+    with warehouse.postgres_target(postgres_server_url, "admin").open() as admin:
+        yield admin
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: warehouse.Warehouse, postgres_server_url: str) -> Iterator[str]:
+    """A new empty database, dropped after the test."""
+    name = f"ihc_test_{uuid.uuid4().hex[:12]}"
+    postgres_admin.execute(f"CREATE DATABASE {name}")
+    yield _database_url(postgres_server_url, name)
+    postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def sample_postgres_template(postgres_admin: warehouse.Warehouse, postgres_server_url: str, sample_db_template: Path):
+    """A database holding the 1x sample's input tables, copied once per session."""
+    name = f"ihc_sample_{uuid.uuid4().hex[:12]}"
+    postgres_admin.execute(f"CREATE DATABASE {name}")
+    dest = warehouse.postgres_target(_database_url(postgres_server_url, name), name)
+    with warehouse.connect_sqlite(sample_db_template) as source, dest.open() as target:
+        warehouse.copy_inputs(source, target)
+    yield name
+    postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def sample_postgres(postgres_admin: warehouse.Warehouse, postgres_server_url: str, sample_postgres_template: str):
+    """A fresh copy of the sample database on the PostgreSQL server; its URL."""
+    name = f"ihc_test_{uuid.uuid4().hex[:12]}"
+    postgres_admin.execute(f"CREATE DATABASE {name} TEMPLATE {sample_postgres_template}")
+    yield _database_url(postgres_server_url, name)
+    postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

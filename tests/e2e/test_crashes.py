@@ -22,7 +22,7 @@ from include.ihc_engine import ModelParameters
 from include.local_server import ServerConfig, ServerThread
 from include.results import result_path
 from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
-from include.warehouse import WarehouseError
+from include.warehouse import WarehouseError, sqlite_target
 from tests.e2e.conftest import run, task_instances
 
 WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
@@ -30,8 +30,8 @@ WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
 
 def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[dict], list[dict]]:
     """Chunks and their results, attributed by the server at ``url`` (nothing written yet)."""
-    window = RunWindow.from_xcom(pipeline.prepare(db, WINDOW))
-    extracted = pipeline.extract_step(db, window, run_dir)
+    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     return chunks, [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
@@ -61,7 +61,7 @@ def holds_write_lock(db: Path) -> bool:
 
 def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db, tmp_path, local_server):
     old_chunks, old_results = attributed(sample_db, tmp_path / "old", local_server)
-    pipeline.write_step(sample_db, WINDOW, old_chunks, old_results)
+    pipeline.write_step(sqlite_target(sample_db), WINDOW, old_chunks, old_results)
     old = table(sample_db)
     other = ServerConfig(parameters={"default": ModelParameters(weights=(0.6, 0.2, 0.2))})
     with ServerThread(other) as url:
@@ -75,9 +75,9 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db,
     job.write_bytes(orjson.dumps({"chunks": chunks, "results": results}))
     writer = python(
         "import orjson, sys; from pathlib import Path; from include import pipeline; "
-        "from include.settings import RunWindow; "
+        "from include.settings import RunWindow; from include.warehouse import sqlite_target; "
         f"job = orjson.loads(Path({str(job)!r}).read_bytes()); "
-        f"pipeline.write_step(Path({str(sample_db)!r}), RunWindow.from_xcom({WINDOW.to_xcom()!r}), "
+        f"pipeline.write_step(sqlite_target(Path({str(sample_db)!r})), RunWindow.from_xcom({WINDOW.to_xcom()!r}), "
         "job['chunks'], job['results'])"
     )
     deadline = time.monotonic() + 60
@@ -92,14 +92,14 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db,
     assert table(sample_db) == old
     with sqlite3.connect(sample_db) as conn:
         conn.execute("DROP TRIGGER slow")
-    pipeline.write_step(sample_db, WINDOW, chunks, results)
+    pipeline.write_step(sqlite_target(sample_db), WINDOW, chunks, results)
     new = table(sample_db)
     assert new != old and len(new) == len(old) == sum(c["sessions"] for c in chunks)
 
 
 def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server):
-    window = RunWindow.from_xcom(pipeline.prepare(sample_db, WINDOW))
-    extracted = pipeline.extract_step(sample_db, window, tmp_path)
+    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(sample_db), WINDOW))
+    extracted = pipeline.extract_step(sqlite_target(sample_db), window, tmp_path)
     chunks = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
     slow = ServerConfig(latency_seconds=30)
     with ServerThread(slow) as slow_url:
@@ -120,7 +120,7 @@ def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tm
 
     target = ApiTarget(local_server, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(c, tmp_path, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(sample_db, window, chunks, results)
+    written = pipeline.write_step(sqlite_target(sample_db), window, chunks, results)
 
     rows = table(sample_db)
     assert written["rows"] == len(rows) == len({(r[0], r[1]) for r in rows}) == sum(c["sessions"] for c in chunks)
@@ -154,25 +154,25 @@ def read_only_db(sample_db_template, tmp_path):
 
 def test_read_only_warehouse_fails_saying_read_only_and_where(read_only_db):
     with pytest.raises(WarehouseError) as raised:
-        pipeline.prepare(read_only_db, WINDOW)
+        pipeline.prepare(sqlite_target(read_only_db), WINDOW)
     assert str(raised.value).startswith(f"warehouse database {read_only_db} is read-only")
     assert "the worker needs write access to the file and its folder" in str(raised.value)
 
 
 def test_warehouse_locked_past_the_busy_timeout_says_locked_and_where(sample_db, monkeypatch):
-    monkeypatch.setenv("ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS", "0.5")
-    pipeline.prepare(sample_db, WINDOW)
+    monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.5")
+    pipeline.prepare(sqlite_target(sample_db), WINDOW)
     other_writer = sqlite3.connect(sample_db, isolation_level=None)
     other_writer.execute("BEGIN IMMEDIATE")
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseError) as raised:
-            pipeline.report_step(sample_db, WINDOW)
+            pipeline.report_step(sqlite_target(sample_db), WINDOW)
         assert time.monotonic() - started >= 0.5
     finally:
         other_writer.execute("ROLLBACK")
         other_writer.close()
     assert str(raised.value) == (
-        f"warehouse database {sample_db} is locked by another writer for longer than the busy timeout "
-        "(0.5 s, env ATTRIBUTION_SQLITE_BUSY_TIMEOUT_SECONDS)"
+        f"warehouse database {sample_db} is locked by another writer for longer than the lock timeout "
+        "(0.5 s, env ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS)"
     )

@@ -58,7 +58,7 @@ def recomputed_report(db: Path) -> dict[tuple[str, str], tuple[float, float, flo
 
 def conversion_in_second_chunk(db: Path) -> str:
     stats = JourneyStats()
-    conn = warehouse.connect(db)
+    conn = warehouse.connect_sqlite(db)
     warehouse.init_schema(conn)
     journeys = build_journeys(
         warehouse.iter_conversions(conn, START, END),

@@ -27,7 +27,7 @@ ATTEMPTS = 2
 def warehouse_db(sample_db_template: Path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "challenge.db"
     shutil.copyfile(sample_db_template, path)
-    warehouse.init_schema(warehouse.connect(path))
+    warehouse.init_schema(warehouse.connect_sqlite(path))
     return path
 
 
@@ -72,7 +72,7 @@ def set_faults(stack: LocalStack, faults: list[dict]) -> None:
 
 
 def journey_ids(db: Path, start: str, end: str) -> list[str]:
-    conn = warehouse.connect(db)
+    conn = warehouse.connect_sqlite(db)
     sessions = warehouse.iter_sessions_of_converting_users(conn, start, end, 30)
     journeys = build_journeys(warehouse.iter_conversions(conn, start, end), sessions, 30, 3000, JourneyStats())
     return [j.conversion_id for j in journeys]

@@ -14,6 +14,7 @@ from include.ihc_client import ApiTarget, ClientSettings
 from include.journeys import BadRowError
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
 from include.summary import RunSummary
+from include.warehouse import sqlite_target
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
 BAD_SESSIONS = {
@@ -25,14 +26,14 @@ BAD_SESSIONS = {
 
 
 def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dict, list[tuple]]:
-    window = RunWindow.from_xcom(pipeline.prepare(db, WINDOW))
-    extracted = pipeline.extract_step(db, window, run_dir)
+    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(db, window, chunks, results)
-    report = pipeline.report_step(db, window)
-    summary = pipeline.export_step(db, run_dir / "out.csv", run_dir, window, extracted, written, report)
+    written = pipeline.write_step(sqlite_target(db), window, chunks, results)
+    report = pipeline.report_step(sqlite_target(db), window)
+    summary = pipeline.export_step(sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, written, report)
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
     return summary, rows

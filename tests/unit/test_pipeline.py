@@ -12,20 +12,21 @@ from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
 from include.local_server import Fault
 from include.results import ResultsError
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
+from include.warehouse import sqlite_target
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
 FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
 
 
 def run_steps(db: Path, run_dir: Path, url: str, chunk_size: int = 150) -> tuple[list[dict], list[dict], dict]:
-    window = RunWindow.from_xcom(pipeline.prepare(db, WINDOW))
-    extracted = pipeline.extract_step(db, window, run_dir)
+    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
-    written = pipeline.write_step(db, window, chunks, results)
-    report = pipeline.report_step(db, window)
-    summary = pipeline.export_step(db, run_dir / "out.csv", run_dir, window, extracted, written, report)
+    written = pipeline.write_step(sqlite_target(db), window, chunks, results)
+    report = pipeline.report_step(sqlite_target(db), window)
+    summary = pipeline.export_step(sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, written, report)
     return chunks, results, summary
 
 
@@ -61,7 +62,7 @@ def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, loca
         before = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
 
     with pytest.raises(ResultsError, match="chunk 2/"):
-        pipeline.write_step(sample_db, WINDOW, chunks, [r for r in results if r["index"] != 1])
+        pipeline.write_step(sqlite_target(sample_db), WINDOW, chunks, [r for r in results if r["index"] != 1])
 
     with sqlite3.connect(sample_db) as conn:
         assert conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall() == before

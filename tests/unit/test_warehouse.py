@@ -1,19 +1,17 @@
-"""The SQLite warehouse on small hand-built databases: schema, extract, writes and report math."""
+"""The warehouse on small hand-built databases, SQLite and PostgreSQL alike: schema, extract, writes, report math."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
 from include import warehouse
 from include.extract import extract, read_conversions, read_sessions
 from include.journeys import JourneyStats, build_journeys
 from include.records import Conversion
-from include.sample_data import _create_tables
 from include.settings import DateRange
-from include.warehouse import WarehouseError
+from include.warehouse import INPUT_COLUMNS, WarehouseError
 
 OUTPUT_TABLES = {"attribution_customer_journey", "channel_reporting"}
 INDEXES = {
@@ -24,12 +22,6 @@ INDEXES = {
 }
 
 
-def new_db(path: Path) -> sqlite_utils.Database:
-    db = warehouse.connect(path, create=True)
-    _create_tables(db)
-    return db
-
-
 def add_sessions(db, rows):
     """rows: (session_id, user_id, 'YYYY-MM-DD HH:MM:SS', channel[, holder, closer, impression])."""
     full = []
@@ -37,23 +29,47 @@ def add_sessions(db, rows):
         session_id, user_id, ts, channel, *flags = row
         day, time = ts.split(" ")
         full.append((session_id, user_id, day, time, channel, *(flags or (1, 0, 0))))
-    db.conn.executemany("INSERT INTO session_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?)", full)
+    db.insert_many("session_sources", INPUT_COLUMNS["session_sources"], full)
 
 
 def add_conversions(db, rows):
     """rows: (conv_id, user_id, 'YYYY-MM-DD HH:MM:SS', revenue)."""
-    db.conn.executemany(
-        "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)",
-        [(c, u, *ts.split(" "), revenue) for c, u, ts, revenue in rows],
-    )
+    full = [(c, u, *ts.split(" "), revenue) for c, u, ts, revenue in rows]
+    db.insert_many("conversions", INPUT_COLUMNS["conversions"], full)
 
 
 def add_costs(db, rows):
-    db.conn.executemany("INSERT INTO session_costs VALUES (?, ?)", rows)
+    db.insert_many("session_costs", INPUT_COLUMNS["session_costs"], rows)
+
+
+CATALOG = {
+    ("sqlite", "table"): "SELECT name FROM sqlite_master WHERE type = 'table'",
+    ("sqlite", "index"): "SELECT name FROM sqlite_master WHERE type = 'index'",
+    ("postgresql", "table"): "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+    ("postgresql", "index"): "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()",
+    ("sqlite", "pk"): "SELECT name FROM pragma_table_info(:table) WHERE pk > 0 ORDER BY pk",
+    ("postgresql", "pk"): """
+        SELECT a.attname FROM pg_index i
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        WHERE i.indrelid = CAST(:table AS regclass) AND i.indisprimary
+        ORDER BY array_position(i.indkey, a.attnum)""",
+}
 
 
 def table_names(db, kind):
-    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = ?", [kind])}
+    return {r[0] for r in db.execute(CATALOG[db.dialect.name, kind])}
+
+
+def primary_key(db, table):
+    return [r[0] for r in db.execute(CATALOG[db.dialect.name, "pk"], {"table": table})]
+
+
+def in_transaction(db) -> bool:
+    conn = db.conn
+    if db.dialect is warehouse.SQLITE:
+        return conn.in_transaction
+    status = conn.info.transaction_status if hasattr(conn, "info") else conn.get_transaction_status()
+    return status != 0  # IDLE
 
 
 def attributions(db):
@@ -66,9 +82,14 @@ def report(db):
     ).fetchall()
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = new_db(tmp_path / "w.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """An empty warehouse with the input tables, on each dialect."""
+    if request.param == "sqlite":
+        database = warehouse.connect_sqlite(tmp_path / "w.db", create=True)
+    else:
+        database = warehouse.postgres_target(request.getfixturevalue("postgres_url"), "test").open()
+    warehouse.create_input_tables(database)
     yield database
     database.close()
 
@@ -79,14 +100,14 @@ def db(tmp_path):
 def test_connect_missing_file_names_the_path(tmp_path):
     path = tmp_path / "nowhere" / "challenge.db"
     with pytest.raises(WarehouseError) as info:
-        warehouse.connect(path)
+        warehouse.connect_sqlite(path)
     assert str(path) in str(info.value)
     assert not path.exists()
 
 
 def test_connect_create_makes_the_file(tmp_path):
     path = tmp_path / "new.db"
-    database = warehouse.connect(path, create=True)
+    database = warehouse.connect_sqlite(path, create=True)
     try:
         assert path.is_file()
         assert database.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -99,9 +120,9 @@ def test_init_schema_creates_output_tables_and_indexes(db):
     warehouse.init_schema(db)
     assert table_names(db, "table") >= OUTPUT_TABLES
     assert table_names(db, "index") >= INDEXES
-    assert db["attribution_customer_journey"].pks == ["conv_id", "session_id"]
-    assert db["channel_reporting"].pks == ["channel_name", "date"]
-    assert set(db["channel_reporting"].columns_dict) == {"channel_name", "date", "cost", "ihc", "ihc_revenue"}
+    assert primary_key(db, "attribution_customer_journey") == ["conv_id", "session_id"]
+    assert primary_key(db, "channel_reporting") == ["channel_name", "date"]
+    assert db.columns("channel_reporting") == {"channel_name", "date", "cost", "ihc", "ihc_revenue"}
 
 
 def test_init_schema_is_idempotent_and_keeps_data(db):
@@ -121,32 +142,24 @@ def test_init_schema_is_idempotent_and_keeps_data(db):
 
 
 @pytest.mark.parametrize("missing", ["session_sources", "conversions", "session_costs"])
-def test_missing_input_table_is_named(tmp_path, missing):
-    database = new_db(tmp_path / "w.db")
-    try:
-        database[missing].drop()
-        with pytest.raises(WarehouseError) as info:
-            warehouse.init_schema(database)
-        assert repr(missing) in str(info.value)
-        assert not OUTPUT_TABLES & table_names(database, "table")
-    finally:
-        database.close()
+def test_missing_input_table_is_named(db, missing):
+    db.execute(f"DROP TABLE {missing}")
+    with pytest.raises(WarehouseError) as info:
+        warehouse.init_schema(db)
+    assert repr(missing) in str(info.value)
+    assert not OUTPUT_TABLES & table_names(db, "table")
 
 
 @pytest.mark.parametrize(
     ("table", "column"),
     [("session_sources", "closer_engagement"), ("conversions", "revenue"), ("session_costs", "cost")],
 )
-def test_missing_input_column_is_named(tmp_path, table, column):
-    database = new_db(tmp_path / "w.db")
-    try:
-        database.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        with pytest.raises(WarehouseError) as info:
-            warehouse.init_schema(database)
-        assert table in str(info.value)
-        assert column in str(info.value)
-    finally:
-        database.close()
+def test_missing_input_column_is_named(db, table, column):
+    db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    with pytest.raises(WarehouseError) as info:
+        warehouse.init_schema(db)
+    assert table in str(info.value)
+    assert column in str(info.value)
 
 
 # --- extract ------------------------------------------------------------------------------------
@@ -309,7 +322,7 @@ def test_replace_range_attributions_rolls_back_when_sum_is_off(attribution_db, b
             db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3, expected_rows=len(bad_rows)
         )
     assert attributions(db) == before
-    assert not db.conn.in_transaction
+    assert not in_transaction(db)
 
 
 def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db):
@@ -320,7 +333,7 @@ def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db)
             db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3, expected_rows=2
         )
     assert attributions(db) == before
-    assert not db.conn.in_transaction
+    assert not in_transaction(db)
 
 
 # --- rebuild_report -----------------------------------------------------------------------------
@@ -351,12 +364,14 @@ def report_db(db):
         db,
         [("c1", "u1", "2023-09-02 12:00:00", 100.0), ("c2", "u1", "2023-09-03 12:00:00", 50.0)],
     )
-    db.conn.executemany(
-        "INSERT INTO attribution_customer_journey VALUES (?, ?, ?)",
+    db.insert_many(
+        "attribution_customer_journey",
+        warehouse.ATTRIBUTION_COLUMNS,
         [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s1", 0.1), ("c2", "s2", 0.2), ("c2", "s5", 0.7)],
     )
-    db.conn.executemany(
-        "INSERT INTO channel_reporting VALUES (?, ?, ?, ?, ?)",
+    db.insert_many(
+        "channel_reporting",
+        ("channel_name", "date", "cost", "ihc", "ihc_revenue"),
         [
             ("Paid", "2023-08-30", 111.0, 2.0, 3.0),  # before the window: untouched
             ("Paid", "2023-09-03", 222.0, 4.0, 5.0),  # after the window: untouched
@@ -441,11 +456,11 @@ def test_report_window(start, end, lookback, expected):
 
 
 def test_transaction_rolls_back_on_error(db):
-    with pytest.raises(RuntimeError), warehouse.transaction(db) as conn:
-        conn.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
         raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM session_costs").fetchone()[0] == 0
-    assert not db.conn.in_transaction
+    assert not in_transaction(db)
 
 
 def test_replace_range_attributions_rolls_back_when_the_row_count_differs(attribution_db):

@@ -1,0 +1,68 @@
+"""A throw-away PostgreSQL server on 127.0.0.1, from the Debian packages' binaries.
+
+The tests start one per session unless ``ATTRIBUTION_TEST_POSTGRES_URL`` names a server (CI
+starts one with this module: ``python tests/postgres_server.py start|stop DIR``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+URL_ENV = "ATTRIBUTION_TEST_POSTGRES_URL"
+INSTALL_HINT = "install the PostgreSQL server (apt-get install postgresql) or set " + URL_ENV
+
+
+def binary(name: str) -> str:
+    for candidate in [shutil.which(name), *sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)]:
+        if candidate:
+            return candidate
+    raise FileNotFoundError(f"no PostgreSQL program {name!r}: {INSTALL_HINT}")
+
+
+def _as_server_user(args: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root; the packages' postgres user runs them then."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(folder: Path) -> str:
+    """initdb a new cluster in ``folder`` and start it; returns its URL (trust auth, 127.0.0.1 only)."""
+    data = folder / "data"
+    data.mkdir(parents=True)
+    folder.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+    quiet = {"check": True, "stdout": subprocess.DEVNULL}
+    subprocess.run(_as_server_user([binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-N"]), **quiet)
+    port = _free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {data} -F"
+    pg_ctl = [binary("pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-o", options, "-w", "start"]
+    subprocess.run(_as_server_user(pg_ctl), **quiet)
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def stop(folder: Path) -> None:
+    data = folder / "data"
+    if (data / "postmaster.pid").exists():
+        command = [binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+        subprocess.run(_as_server_user(command), check=False, stdout=subprocess.DEVNULL)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    action, where = sys.argv[1], Path(sys.argv[2])
+    if action == "start":
+        print(start(where))
+    else:
+        stop(where)
