@@ -81,3 +81,15 @@ def test_env_file_in_git_holds_no_secret(env_file):
     secret_like = [k for k, v in env_file.items() if re.search(r"KEY|SECRET|PASSWORD|TOKEN", k) and v]
     assert secret_like == ["IHC_LOCAL_API_KEY"]
     assert env_file["IHC_LOCAL_API_KEY"] == settings.LOCAL_API_KEY
+
+
+def test_warehouse_connection_can_be_the_compose_postgres(compose, env_file):
+    script = "\n".join(compose["services"]["airflow-init"]["command"])
+    url = common_env(compose)["IHC_WAREHOUSE_POSTGRES_URL"]
+    assert url.startswith("postgresql://") and "@postgres:5432/" in url, "the compose's postgres service"
+    assert env_file["IHC_WAREHOUSE"] == "sqlite"
+    assert '"$${IHC_WAREHOUSE:-sqlite}" = postgres' in script
+    postgres_branch = script.split("= postgres ]; then", 1)[1].split("else", 1)[0]
+    assert "include.postgres_load" in postgres_branch
+    assert 'connections add ihc_warehouse --conn-uri "$${IHC_WAREHOUSE_POSTGRES_URL}"' in postgres_branch
+    assert "providers-postgres" in (ROOT / "requirements.txt").read_text()
