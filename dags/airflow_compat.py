@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from airflow.sdk import BaseHook, CronDataIntervalTimetable, Param, Variable, dag, get_current_context, task
+    from airflow.sdk import (
+        BaseHook,
+        CronDataIntervalTimetable,
+        ObjectStoragePath,
+        Param,
+        Variable,
+        dag,
+        get_current_context,
+        task,
+    )
     from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
     AIRFLOW_3 = True
@@ -13,6 +22,7 @@ except ImportError:  # Airflow 2.10
     from airflow.decorators import dag, task
     from airflow.exceptions import AirflowFailException, AirflowNotFoundException
     from airflow.hooks.base import BaseHook
+    from airflow.io.path import ObjectStoragePath
     from airflow.models import Variable
     from airflow.models.param import Param
     from airflow.operators.python import get_current_context
@@ -24,6 +34,7 @@ __all__ = [
     "AIRFLOW_3",
     "AirflowFailException",
     "CronDataIntervalTimetable",
+    "ObjectStoragePath",
     "Param",
     "dag",
     "get_connection",

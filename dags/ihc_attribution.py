@@ -112,7 +112,11 @@ def ihc_attribution():
     def write_attributions(window: dict, chunks: list[dict], results: list[dict] | None) -> dict:
         """Replace the range's attributions by the chunk results, in one transaction."""
         return pipeline.write_step(
-            run_context.warehouse(), RunWindow.from_xcom(window), list(chunks), mapped_outputs(results)
+            run_context.warehouse(),
+            RunWindow.from_xcom(window),
+            run_context.run_dir(get_current_context()),
+            list(chunks),
+            mapped_outputs(results),
         )
 
     @task

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from include import settings
 from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
-from include.runfiles import run_directory
-from include.settings import DateRange, RunWindow
+from include.runfiles import StoragePath, run_directory
+from include.settings import DateRange, RunWindow, SettingError
 from include.warehouse import WarehouseTarget, connect_postgres, sqlite_target
 
-from airflow_compat import get_connection, get_variable, postgres_hook, run_type
+from airflow_compat import ObjectStoragePath, get_connection, get_variable, postgres_hook, run_type
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,17 @@ def run_window(context: dict) -> RunWindow:
     return RunWindow(date_range(context), variable(settings.LOOKBACK_DAYS))
 
 
-def run_dir(context: dict) -> Path:
-    return run_directory(settings.work_dir(), context["run_id"])
+def run_dir(context: dict) -> StoragePath:
+    """The run's folder under ATTRIBUTION_WORK_DIR, through Airflow's object storage, so any
+    worker finds what another one wrote when the base is shared (s3://..., a network folder)."""
+    base = settings.work_base()
+    try:
+        return run_directory(ObjectStoragePath(base, conn_id=settings.work_conn_id()), context["run_id"])
+    except (ValueError, TypeError) as exc:
+        raise SettingError(
+            f"ATTRIBUTION_WORK_DIR={base!r} is not usable through Airflow's object storage ({exc}); "
+            "s3:// needs apache-airflow-providers-amazon, gs:// the google provider, abfs:// the azure one"
+        ) from exc
 
 
 def warehouse() -> WarehouseTarget:

@@ -104,7 +104,7 @@ def stage_main(argv: list[str]) -> None:
     elif args.stage == "write":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
-        written = pipeline.write_step(db, WINDOW, saved["chunks"], saved["results"])
+        written = pipeline.write_step(db, WINDOW, run_dir, saved["chunks"], saved["results"])
         detail = {"rows": written["rows"], "rows_per_s": written["rows"] / (time.perf_counter() - started)}
         state.write_text(json.dumps({**saved, "written": written}))
     elif args.stage == "report":

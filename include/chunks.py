@@ -10,12 +10,11 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import orjson
 
 from include.journeys import Journey
-from include.runfiles import atomic_write_bytes
+from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class ChunkInfo:
 
     index: int
     total: int
-    path: str
+    file: str  # relative to the run folder, which each worker resolves on its own storage
     journeys: int
     sessions: int
 
@@ -64,21 +63,21 @@ def effective_chunk_size(expected_journeys: int, chunk_size: int, max_chunks: in
     return chunk_size
 
 
-def chunk_path(chunk_dir: Path, index: int) -> Path:
-    return chunk_dir / f"chunk-{index:04d}.json"
+def chunk_file(index: int) -> str:
+    return f"chunks/chunk-{index:04d}.json"
 
 
-def write_chunks(journeys: Iterable[Journey], chunk_dir: Path, chunk_size: int) -> list[ChunkInfo]:
+def write_chunks(journeys: Iterable[Journey], run_dir: StoragePath, chunk_size: int) -> list[ChunkInfo]:
     """Stream journeys into files of ``chunk_size`` journeys each; returns their descriptions."""
-    written: list[tuple[Path, int, int]] = []
+    written: list[tuple[str, int, int]] = []
     buffer: list[ApiJourney] = []
     sessions = 0
 
     def flush() -> None:
         nonlocal buffer, sessions
-        path = chunk_path(chunk_dir, len(written))
-        atomic_write_bytes(path, orjson.dumps({"journeys": buffer}))
-        written.append((path, len(buffer), sessions))
+        name = chunk_file(len(written))
+        atomic_write_bytes(run_dir / name, orjson.dumps({"journeys": buffer}))
+        written.append((name, len(buffer), sessions))
         buffer, sessions = [], 0
 
     for journey in journeys:
@@ -89,14 +88,14 @@ def write_chunks(journeys: Iterable[Journey], chunk_dir: Path, chunk_size: int) 
     if buffer:
         flush()
     return [
-        ChunkInfo(index=i, total=len(written), path=str(path), journeys=j, sessions=s)
-        for i, (path, j, s) in enumerate(written)
+        ChunkInfo(index=i, total=len(written), file=name, journeys=j, sessions=s)
+        for i, (name, j, s) in enumerate(written)
     ]
 
 
-def read_chunk(path: Path) -> list[ApiJourney]:
+def read_chunk(path: StoragePath) -> list[ApiJourney]:
     try:
-        return orjson.loads(path.read_bytes())["journeys"]
+        return orjson.loads(read_bytes(path))["journeys"]
     except FileNotFoundError:
         raise FileNotFoundError(f"chunk file {path} is missing") from None
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:

@@ -45,7 +45,7 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -
 
 
 def newest_summary(since: float) -> RunSummary | None:
-    candidates = [p for p in settings.work_dir().glob(f"*/{SUMMARY_FILE}") if p.stat().st_mtime >= since]
+    candidates = [p for p in Path(settings.work_base()).glob(f"*/{SUMMARY_FILE}") if p.stat().st_mtime >= since]
     return RunSummary.load(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
 
 

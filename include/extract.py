@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
 from include import warehouse
 from include.records import Conversion, Session
-from include.runfiles import atomic_writer
+from include.runfiles import StoragePath, atomic_writer, read_lines
 from include.settings import DateRange
 
 CONVERSIONS_FILE = "extract/conversions.jsonl"
@@ -27,11 +26,9 @@ class ExtractResult:
     conversions: int
     sessions: int
     revenue: float
-    conversions_path: str
-    sessions_path: str
 
 
-def _write_lines(path: Path, rows: Iterable[object]) -> int:
+def _write_lines(path: StoragePath, rows: Iterable[object]) -> int:
     count = 0
     with atomic_writer(path) as handle:
         for row in rows:
@@ -41,26 +38,23 @@ def _write_lines(path: Path, rows: Iterable[object]) -> int:
     return count
 
 
-def extract(db: warehouse.Warehouse, window: DateRange, lookback_days: int, run_dir: Path) -> ExtractResult:
-    conversions_path = run_dir / CONVERSIONS_FILE
-    sessions_path = run_dir / SESSIONS_FILE
+def extract(db: warehouse.Warehouse, window: DateRange, lookback_days: int, run_dir: StoragePath) -> ExtractResult:
+    """Writes CONVERSIONS_FILE and SESSIONS_FILE in the run folder."""
     with db.snapshot():
         _, revenue = warehouse.count_conversions(db, window.start, window.end)
-        conversions = _write_lines(conversions_path, warehouse.iter_conversions(db, window.start, window.end))
+        conversions = _write_lines(run_dir / CONVERSIONS_FILE, warehouse.iter_conversions(db, window.start, window.end))
         sessions = _write_lines(
-            sessions_path,
+            run_dir / SESSIONS_FILE,
             warehouse.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days),
         )
-    return ExtractResult(conversions, sessions, revenue, str(conversions_path), str(sessions_path))
+    return ExtractResult(conversions, sessions, revenue)
 
 
-def read_conversions(path: Path) -> Iterator[Conversion]:
-    with path.open("rb") as handle:
-        for line in handle:
-            yield Conversion(*orjson.loads(line))
+def read_conversions(path: StoragePath) -> Iterator[Conversion]:
+    for line in read_lines(path):
+        yield Conversion(*orjson.loads(line))
 
 
-def read_sessions(path: Path) -> Iterator[Session]:
-    with path.open("rb") as handle:
-        for line in handle:
-            yield Session(*orjson.loads(line))
+def read_sessions(path: StoragePath) -> Iterator[Session]:
+    for line in read_lines(path):
+        yield Session(*orjson.loads(line))

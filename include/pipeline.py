@@ -18,7 +18,7 @@ from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.report import write_csv
 from include.results import ChunkResult, check_complete, iter_rows, write_result
-from include.runfiles import atomic_write_bytes, exclusive_lock
+from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, read_bytes
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
 from include.warehouse import WarehouseTarget
@@ -41,7 +41,7 @@ def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
     return window.to_xcom()
 
 
-def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: Path) -> dict:
+def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: StoragePath) -> dict:
     with target.open() as db:
         result = extract.extract(db, window.dates, window.lookback_days, run_dir)
     log.info(
@@ -56,7 +56,7 @@ def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: Path) -> d
 def journeys_step(
     window: RunWindow,
     extracted: dict,
-    run_dir: Path,
+    run_dir: StoragePath,
     chunk_size: int,
     max_sessions: int,
     max_bad_row_share: float = 0.05,
@@ -64,14 +64,14 @@ def journeys_step(
     """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
     stats = JourneyStats()
     journeys = build_journeys(
-        extract.read_conversions(Path(extracted["conversions_path"])),
-        extract.read_sessions(Path(extracted["sessions_path"])),
+        extract.read_conversions(run_dir / extract.CONVERSIONS_FILE),
+        extract.read_sessions(run_dir / extract.SESSIONS_FILE),
         window.lookback_days,
         max_sessions,
         stats,
     )
     size = effective_chunk_size(extracted["conversions"], chunk_size, MAX_MAP_LENGTH)
-    chunks = write_chunks(journeys, run_dir / "chunks", size)
+    chunks = write_chunks(journeys, run_dir, size)
     stats.check_share(max_bad_row_share)
     if not stats.conversions_read:
         log.warning("no conversions from %s to %s: nothing to attribute", window.dates.start, window.dates.end)
@@ -87,10 +87,10 @@ def journeys_step(
     return [c.to_xcom() for c in chunks]
 
 
-def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: ClientSettings) -> dict:
+def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> dict:
     info = ChunkInfo.from_xcom(chunk)
     log.info("%s: %d sessions to %s", info.label, info.sessions, target.url)
-    outcome = attribute_journeys(read_chunk(Path(info.path)), target, settings)
+    outcome = attribute_journeys(read_chunk(run_dir / info.file), target, settings)
     result = write_result(run_dir, info, outcome)
     log.info(
         "%s: %d sessions attributed in %d requests (%d attempts)",
@@ -102,14 +102,16 @@ def attribute_step(chunk: dict, run_dir: Path, target: ApiTarget, settings: Clie
     return result.to_xcom()
 
 
-def write_step(target: WarehouseTarget, window: RunWindow, chunks: list[dict], results: list[dict]) -> dict:
+def write_step(
+    target: WarehouseTarget, window: RunWindow, run_dir: StoragePath, chunks: list[dict], results: list[dict]
+) -> dict:
     infos = [ChunkInfo.from_xcom(c) for c in chunks]
     chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
     check_complete(infos, chunk_results)
     expected = sum(c.sessions for c in infos)
     with target.open() as db:
         check = warehouse.replace_range_attributions(
-            db, window.dates.start, window.dates.end, iter_rows(chunk_results), SUM_TOLERANCE, expected
+            db, window.dates.start, window.dates.end, iter_rows(run_dir, chunk_results), SUM_TOLERANCE, expected
         )
     log.info(
         "stored %d attribution rows of %d conversions; max |sum ihc - 1| = %.6f",
@@ -137,13 +139,13 @@ def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None
 def export_step(
     target: WarehouseTarget,
     csv_path: Path,
-    run_dir: Path,
+    run_dir: StoragePath,
     window: RunWindow,
     extracted: dict,
     written: dict,
     report: dict,
 ) -> dict:
-    stats = orjson.loads((run_dir / STATS_FILE).read_bytes())
+    stats = orjson.loads(read_bytes(run_dir / STATS_FILE))
     # Read and write under one lock: a run that read the table earlier cannot replace the CSV
     # of a run that read it later.
     with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")), target.open() as db:

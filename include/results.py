@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import orjson
 
 from include.chunks import ChunkInfo
 from include.ihc_client import ChunkOutcome
-from include.runfiles import atomic_write_bytes
+from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
 
 class ResultsError(RuntimeError):
@@ -22,7 +21,7 @@ class ChunkResult:
     """What the writer needs to know about one attributed chunk: small enough for XCom."""
 
     index: int
-    path: str
+    file: str  # relative to the run folder
     rows: int
     requests: int
     attempts: int
@@ -31,15 +30,15 @@ class ChunkResult:
         return asdict(self)
 
 
-def result_path(run_dir: Path, index: int) -> Path:
-    return run_dir / "results" / f"chunk-{index:04d}.json"
+def result_file(index: int) -> str:
+    return f"results/chunk-{index:04d}.json"
 
 
-def write_result(run_dir: Path, chunk: ChunkInfo, outcome: ChunkOutcome) -> ChunkResult:
-    path = result_path(run_dir, chunk.index)
+def write_result(run_dir: StoragePath, chunk: ChunkInfo, outcome: ChunkOutcome) -> ChunkResult:
+    name = result_file(chunk.index)
     rows = [[a.conversion_id, a.session_id, a.initializer, a.holder, a.closer, a.ihc] for a in outcome.attributions]
-    atomic_write_bytes(path, orjson.dumps({"chunk": chunk.index, "rows": rows}))
-    return ChunkResult(chunk.index, str(path), len(rows), outcome.requests, outcome.attempts)
+    atomic_write_bytes(run_dir / name, orjson.dumps({"chunk": chunk.index, "rows": rows}))
+    return ChunkResult(chunk.index, name, len(rows), outcome.requests, outcome.attempts)
 
 
 def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) -> None:
@@ -60,16 +59,17 @@ def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) 
             )
 
 
-def iter_rows(results: Sequence[ChunkResult]) -> Iterator[tuple[str, str, float]]:
+def iter_rows(run_dir: StoragePath, results: Sequence[ChunkResult]) -> Iterator[tuple[str, str, float]]:
     """(conv_id, session_id, ihc) of every result file, one file in memory at a time."""
     for result in results:
+        path = run_dir / result.file
         try:
-            payload = orjson.loads(Path(result.path).read_bytes())
+            payload = orjson.loads(read_bytes(path))
             if payload["chunk"] != result.index:
                 raise ValueError(f"it holds chunk {payload['chunk']}, not {result.index}")
             rows = [(conv_id, session_id, ihc) for conv_id, session_id, *_, ihc in payload["rows"]]
         except FileNotFoundError:
-            raise ResultsError(f"result file {result.path} is missing") from None
+            raise ResultsError(f"result file {path} is missing") from None
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ResultsError(f"result file {result.path} is not a valid result: {exc}") from None
+            raise ResultsError(f"result file {path} is not a valid result: {exc}") from None
         yield from rows

@@ -158,9 +158,15 @@ def default_warehouse_path() -> Path:
     return data_dir() / "challenge.db"
 
 
-def work_dir() -> Path:
-    """Root of the run-scoped chunk and result folders."""
-    return Path(os.environ.get("ATTRIBUTION_WORK_DIR") or data_dir() / "runs")
+def work_base() -> str:
+    """Root of the run folders (extract, chunk and result files): a local folder, or an object
+    storage URL such as s3://bucket/prefix that every worker reaches."""
+    return os.environ.get("ATTRIBUTION_WORK_DIR") or str(data_dir() / "runs")
+
+
+def work_conn_id() -> str | None:
+    """The Airflow connection with the object store's credentials (e.g. aws_default), if any."""
+    return os.environ.get("ATTRIBUTION_WORK_CONN_ID") or None
 
 
 def output_dir() -> Path:

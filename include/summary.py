@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import orjson
 
-from include.runfiles import atomic_write_bytes
+from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
 SUMMARY_FILE = "summary.json"
 
@@ -62,11 +61,11 @@ class RunSummary:
             ]
         )
 
-    def save(self, run_dir: Path) -> Path:
+    def save(self, run_dir: StoragePath) -> StoragePath:
         path = run_dir / SUMMARY_FILE
         atomic_write_bytes(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
         return path
 
     @classmethod
-    def load(cls, path: Path) -> RunSummary:
-        return cls(**orjson.loads(path.read_bytes()))
+    def load(cls, path: StoragePath) -> RunSummary:
+        return cls(**orjson.loads(read_bytes(path)))

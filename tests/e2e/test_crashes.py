@@ -20,7 +20,7 @@ from include import pipeline
 from include.ihc_client import ApiTarget, ClientSettings
 from include.ihc_engine import ModelParameters
 from include.local_server import ServerConfig, ServerThread
-from include.results import result_path
+from include.results import result_file
 from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
 from include.warehouse import WarehouseError, sqlite_target
 from tests.e2e.conftest import run, task_instances
@@ -61,7 +61,7 @@ def holds_write_lock(db: Path) -> bool:
 
 def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db, tmp_path, local_server):
     old_chunks, old_results = attributed(sample_db, tmp_path / "old", local_server)
-    pipeline.write_step(sqlite_target(sample_db), WINDOW, old_chunks, old_results)
+    pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path / "old", old_chunks, old_results)
     old = table(sample_db)
     other = ServerConfig(parameters={"default": ModelParameters(weights=(0.6, 0.2, 0.2))})
     with ServerThread(other) as url:
@@ -78,7 +78,7 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db,
         "from include.settings import RunWindow; from include.warehouse import sqlite_target; "
         f"job = orjson.loads(Path({str(job)!r}).read_bytes()); "
         f"pipeline.write_step(sqlite_target(Path({str(sample_db)!r})), RunWindow.from_xcom({WINDOW.to_xcom()!r}), "
-        "job['chunks'], job['results'])"
+        f"Path({str(tmp_path / 'new')!r}), job['chunks'], job['results'])"
     )
     deadline = time.monotonic() + 60
     while not holds_write_lock(sample_db) and time.monotonic() < deadline and writer.poll() is None:
@@ -92,7 +92,7 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db,
     assert table(sample_db) == old
     with sqlite3.connect(sample_db) as conn:
         conn.execute("DROP TRIGGER slow")
-    pipeline.write_step(sqlite_target(sample_db), WINDOW, chunks, results)
+    pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path / "new", chunks, results)
     new = table(sample_db)
     assert new != old and len(new) == len(old) == sum(c["sessions"] for c in chunks)
 
@@ -115,12 +115,12 @@ def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tm
         assert slow.requests > 0
         task.send_signal(signal.SIGKILL)
         task.wait()
-    assert not result_path(tmp_path, 1).exists()
+    assert not (tmp_path / result_file(1)).exists()
     assert list((tmp_path / "results").glob("*")) == [], "no half-written result or temp file is left"
 
     target = ApiTarget(local_server, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(c, tmp_path, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(sqlite_target(sample_db), window, chunks, results)
+    written = pipeline.write_step(sqlite_target(sample_db), window, tmp_path, chunks, results)
 
     rows = table(sample_db)
     assert written["rows"] == len(rows) == len({(r[0], r[1]) for r in rows}) == sum(c["sessions"] for c in chunks)

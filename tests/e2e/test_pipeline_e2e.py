@@ -96,7 +96,7 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(dag, pipelin
         assert stored[key] == pytest.approx(values, abs=1e-6), key
     assert sum(v[1] for v in stored.values()) == pytest.approx(len(sums), abs=1e-6)
 
-    summary = RunSummary.load(run_directory(settings.work_dir(), first.run_id) / SUMMARY_FILE)
+    summary = RunSummary.load(run_directory(Path(settings.work_base()), first.run_id) / SUMMARY_FILE)
     assert (summary.attributed, summary.chunks, summary.report_rows) == (len(sums), 4, len(stored))
     assert summary.conversions == summary.attributed + summary.without_sessions
     csv_lines = Path(summary.csv_path).read_text().splitlines()

@@ -53,6 +53,6 @@ def test_a_range_without_conversions_succeeds_with_an_empty_update(dag, pipeline
 
     assert str(dag_run.state).endswith("success")
     assert str(task_instances(dag_run)[("export_csv", -1)].state).endswith("success")
-    summary = RunSummary.load(run_directory(settings.work_dir(), dag_run.run_id) / SUMMARY_FILE)
+    summary = RunSummary.load(run_directory(Path(settings.work_base()), dag_run.run_id) / SUMMARY_FILE)
     assert (summary.conversions, summary.attributed, summary.chunks, summary.report_rows) == (0, 0, 0, 0)
     assert "no conversions in range: nothing to attribute" in summary.text()

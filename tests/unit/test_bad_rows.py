@@ -31,7 +31,7 @@ def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dic
     chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(sqlite_target(db), window, chunks, results)
+    written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
     summary = pipeline.export_step(sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, written, report)
     with sqlite3.connect(db) as conn:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import orjson
 import pytest
@@ -41,7 +40,7 @@ def api_journey(conv_id: str, n_sessions: int) -> list[dict[str, object]]:
 def test_write_chunks_file_count_sizes_and_labels(tmp_path):
     lengths = [1, 2, 3, 1, 1, 4, 2]
     journeys = [make_journey(f"c{i}", n) for i, n in enumerate(lengths)]
-    chunks = write_chunks(iter(journeys), tmp_path / "chunks", chunk_size=3)
+    chunks = write_chunks(iter(journeys), tmp_path, chunk_size=3)
 
     assert len(chunks) == 3
     assert [c.index for c in chunks] == [0, 1, 2]
@@ -55,38 +54,42 @@ def test_write_chunks_file_count_sizes_and_labels(tmp_path):
     ]
     files = sorted(p.name for p in (tmp_path / "chunks").iterdir())
     assert files == ["chunk-0000.json", "chunk-0001.json", "chunk-0002.json"]
-    assert [Path(c.path).name for c in chunks] == files
+    assert [c.file for c in chunks] == [f"chunks/{name}" for name in files]
 
 
 def test_write_chunks_exact_multiple_makes_no_empty_chunk(tmp_path):
     chunks = write_chunks((make_journey(f"c{i}", 1) for i in range(6)), tmp_path, chunk_size=3)
     assert [c.journeys for c in chunks] == [3, 3]
-    assert len(list(tmp_path.glob("chunk-*.json"))) == 2
+    assert len(list(tmp_path.glob("chunks/chunk-*.json"))) == 2
 
 
 def test_write_chunks_without_journeys_writes_nothing(tmp_path):
-    assert write_chunks(iter([]), tmp_path / "chunks", chunk_size=5) == []
+    assert write_chunks(iter([]), tmp_path, chunk_size=5) == []
     assert not (tmp_path / "chunks").exists() or not any((tmp_path / "chunks").iterdir())
 
 
 def test_write_chunks_leaves_no_temp_files(tmp_path):
     write_chunks((make_journey(f"c{i}", 2) for i in range(5)), tmp_path, chunk_size=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-0000.json", "chunk-0001.json", "chunk-0002.json"]
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
+        "chunk-0000.json",
+        "chunk-0001.json",
+        "chunk-0002.json",
+    ]
 
 
 def test_read_chunk_round_trip(tmp_path):
     journeys = [make_journey(f"c{i}", n) for i, n in enumerate([2, 1, 3, 1, 5])]
     chunks = write_chunks(iter(journeys), tmp_path, chunk_size=2)
-    read_back = [journey for chunk in chunks for journey in read_chunk(Path(chunk.path))]
+    read_back = [journey for chunk in chunks for journey in read_chunk(tmp_path / chunk.file)]
     assert read_back == [j.to_api_rows() for j in journeys]
     for chunk in chunks:
-        content = read_chunk(Path(chunk.path))
+        content = read_chunk(tmp_path / chunk.file)
         assert len(content) == chunk.journeys
         assert sum(len(j) for j in content) == chunk.sessions
 
 
 def test_chunk_info_xcom_round_trip():
-    info = ChunkInfo(index=4, total=12, path="/tmp/x/chunk-0004.json", journeys=100, sessions=180)
+    info = ChunkInfo(index=4, total=12, file="chunks/chunk-0004.json", journeys=100, sessions=180)
     data = info.to_xcom()
     assert data["label"] == "chunk 5/12 · 100 journeys"
     assert orjson.loads(orjson.dumps(data)) == data

@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
+from upath import UPath
 
 from include import pipeline
 from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
 from include.local_server import Fault
 from include.results import ResultsError
+from include.runfiles import local_path
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
+from include.summary import SUMMARY_FILE
 from include.warehouse import sqlite_target
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
 FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
 
 
-def run_steps(db: Path, run_dir: Path, url: str, chunk_size: int = 150) -> tuple[list[dict], list[dict], dict]:
+def run_steps(
+    db: Path, run_dir: Path, url: str, chunk_size: int = 150, csv_dir: Path | None = None
+) -> tuple[list[dict], list[dict], dict]:
     window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
-    written = pipeline.write_step(sqlite_target(db), window, chunks, results)
+    written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
-    summary = pipeline.export_step(sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, written, report)
+    csv_path = (csv_dir or run_dir) / "out.csv"
+    summary = pipeline.export_step(sqlite_target(db), csv_path, run_dir, window, extracted, written, report)
     return chunks, results, summary
 
 
@@ -62,7 +69,7 @@ def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, loca
         before = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
 
     with pytest.raises(ResultsError, match="chunk 2/"):
-        pipeline.write_step(sqlite_target(sample_db), WINDOW, chunks, [r for r in results if r["index"] != 1])
+        pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, chunks, [r for r in results if r["index"] != 1])
 
     with sqlite3.connect(sample_db) as conn:
         assert conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall() == before
@@ -70,3 +77,23 @@ def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, loca
 
 def test_run_window_survives_xcom():
     assert RunWindow.from_xcom(WINDOW.to_xcom()) == WINDOW
+
+
+def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_server):
+    """Nothing in the steps assumes a local disk: the same run with its folder on fsspec's memory store."""
+    local_chunks, _, local_summary = run_steps(sample_db, tmp_path, local_server)
+    store = UPath(f"memory://ihc-{uuid.uuid4().hex[:8]}/run")
+    try:
+        chunks, results, summary = run_steps(sample_db, store, local_server, csv_dir=tmp_path / "csv")
+        assert local_path(store) is None
+        assert sorted(p.name for p in (store / "chunks").iterdir()) == [
+            f"chunk-{i:04d}.json" for i in range(len(chunks))
+        ]
+        assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
+        assert (store / SUMMARY_FILE).exists()
+    finally:
+        store.fs.rm(store.path, recursive=True)
+    assert chunks == local_chunks
+    assert {k: v for k, v in summary.items() if k != "csv_path"} == {
+        k: v for k, v in local_summary.items() if k != "csv_path"
+    }

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from include.chunks import ChunkInfo
 from include.ihc_client import Attribution, ChunkOutcome
-from include.results import ChunkResult, ResultsError, check_complete, iter_rows, result_path, write_result
+from include.results import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
 
 
 def chunk(index: int, total: int, sessions: int, journeys: int = 1) -> ChunkInfo:
     return ChunkInfo(
-        index=index, total=total, path=f"/chunks/chunk-{index:04d}.json", journeys=journeys, sessions=sessions
+        index=index, total=total, file=f"chunks/chunk-{index:04d}.json", journeys=journeys, sessions=sessions
     )
 
 
@@ -31,29 +29,29 @@ def test_write_result_and_iter_rows_round_trip(tmp_path):
         tmp_path, chunk(1, 2, sessions=1), ChunkOutcome([attribution("c2", "s3", 1.0)], requests=2, attempts=2)
     )
 
-    assert first == ChunkResult(0, str(result_path(tmp_path, 0)), rows=2, requests=1, attempts=3)
+    assert first == ChunkResult(0, result_file(0), rows=2, requests=1, attempts=3)
     assert second.rows == 1
     assert (second.requests, second.attempts) == (2, 2)
-    assert Path(first.path).is_file()
-    assert Path(first.path).parent == tmp_path / "results"
-    assert first.path != second.path
-    assert list(iter_rows([first, second])) == [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s3", 1.0)]
-    assert first.to_xcom() == {"index": 0, "path": first.path, "rows": 2, "requests": 1, "attempts": 3}
+    assert (tmp_path / first.file).is_file()
+    assert (tmp_path / first.file).parent == tmp_path / "results"
+    assert first.file != second.file
+    assert list(iter_rows(tmp_path, [first, second])) == [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s3", 1.0)]
+    assert first.to_xcom() == {"index": 0, "file": first.file, "rows": 2, "requests": 1, "attempts": 3}
 
 
 def test_write_result_overwrites_a_previous_try(tmp_path):
     info = chunk(0, 1, sessions=1)
     write_result(tmp_path, info, ChunkOutcome([attribution("c1", "s1", 0.5)], requests=1, attempts=1))
     again = write_result(tmp_path, info, ChunkOutcome([attribution("c1", "s1", 1.0)], requests=1, attempts=1))
-    assert list(iter_rows([again])) == [("c1", "s1", 1.0)]
+    assert list(iter_rows(tmp_path, [again])) == [("c1", "s1", 1.0)]
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["chunk-0000.json"]
 
 
 def test_iter_rows_missing_file_names_the_path(tmp_path):
-    missing = ChunkResult(0, str(tmp_path / "results" / "chunk-0000.json"), rows=1, requests=1, attempts=1)
+    missing = ChunkResult(0, "results/chunk-0000.json", rows=1, requests=1, attempts=1)
     with pytest.raises(ResultsError) as info:
-        list(iter_rows([missing]))
-    assert missing.path in str(info.value)
+        list(iter_rows(tmp_path, [missing]))
+    assert str(tmp_path / missing.file) in str(info.value)
 
 
 def test_check_complete_passes_when_everything_matches():

@@ -150,7 +150,7 @@ def test_data_dir_override_moves_everything_below_it(monkeypatch, tmp_path):
     monkeypatch.delenv("ATTRIBUTION_OUTPUT_DIR", raising=False)
     assert settings.data_dir() == tmp_path / "d"
     assert settings.default_warehouse_path() == tmp_path / "d" / "challenge.db"
-    assert settings.work_dir() == tmp_path / "d" / "runs"
+    assert settings.work_base() == str(tmp_path / "d" / "runs")
     assert settings.output_dir() == tmp_path / "d" / "output"
 
 
@@ -158,7 +158,7 @@ def test_work_and_output_dir_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTRIBUTION_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("ATTRIBUTION_WORK_DIR", str(tmp_path / "w"))
     monkeypatch.setenv("ATTRIBUTION_OUTPUT_DIR", str(tmp_path / "o"))
-    assert settings.work_dir() == tmp_path / "w"
+    assert settings.work_base() == str(tmp_path / "w")
     assert settings.output_dir() == tmp_path / "o"
     assert settings.data_dir() == tmp_path / "d"
 
@@ -169,7 +169,7 @@ def test_directories_default_to_the_project_data_folder(monkeypatch):
     root = Path(settings.PROJECT_ROOT)
     assert (root / "include" / "settings.py").is_file()
     assert settings.data_dir() == root / "data"
-    assert settings.work_dir() == root / "data" / "runs"
+    assert settings.work_base() == str(root / "data" / "runs")
     assert settings.output_dir() == root / "data" / "output"
 
 

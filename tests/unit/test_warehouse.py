@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from include import warehouse
-from include.extract import extract, read_conversions, read_sessions
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
 from include.journeys import JourneyStats, build_journeys
 from include.records import Conversion
 from include.settings import DateRange
@@ -194,18 +192,18 @@ def extract_db(db):
 
 
 def test_extract_returns_the_range_conversions_and_converting_users_sessions(extract_db, tmp_path):
-    result = extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path / "run")
+    result = extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
 
     assert result.conversions == 3
     assert result.revenue == pytest.approx(150.0)
-    conversions = list(read_conversions(Path(result.conversions_path)))
+    conversions = list(read_conversions(tmp_path / CONVERSIONS_FILE))
     assert conversions == [
         Conversion("c1", "u1", "2023-09-02 12:00:00", 100.0),
         Conversion("c2", "u2", "2023-09-05 08:00:00", 40.0),
         Conversion("c2b", "u2", "2023-09-07 23:59:59", 10.0),
     ]
 
-    sessions = list(read_sessions(Path(result.sessions_path)))
+    sessions = list(read_sessions(tmp_path / SESSIONS_FILE))
     assert result.sessions == len(sessions)
     assert {s.user_id for s in sessions} == {"u1", "u2"}
     session_ids = [s.session_id for s in sessions]
@@ -225,14 +223,14 @@ def test_extract_returns_the_range_conversions_and_converting_users_sessions(ext
 
 
 def test_extract_single_day_range(extract_db, tmp_path):
-    result = extract(extract_db, DateRange("2023-09-05", "2023-09-05"), lookback_days=30, run_dir=tmp_path)
-    assert [c.conv_id for c in read_conversions(Path(result.conversions_path))] == ["c2"]
-    assert {s.user_id for s in read_sessions(Path(result.sessions_path))} == {"u2"}
+    extract(extract_db, DateRange("2023-09-05", "2023-09-05"), lookback_days=30, run_dir=tmp_path)
+    assert [c.conv_id for c in read_conversions(tmp_path / CONVERSIONS_FILE)] == ["c2"]
+    assert {s.user_id for s in read_sessions(tmp_path / SESSIONS_FILE)} == {"u2"}
 
 
 def test_extract_shorter_lookback_drops_older_sessions(extract_db, tmp_path):
-    result = extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=3, run_dir=tmp_path)
-    session_ids = {s.session_id for s in read_sessions(Path(result.sessions_path))}
+    extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=3, run_dir=tmp_path)
+    session_ids = {s.session_id for s in read_sessions(tmp_path / SESSIONS_FILE)}
     assert "s3" not in session_ids  # 2023-08-20 is more than 3 days before u2's first conversion
     assert {"s1", "s2", "s4"} <= session_ids
 
