@@ -6,15 +6,15 @@ VENV2 := .venv-airflow2
 STAMP2 := $(VENV2)/.installed
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server clean
+.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server postgres clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m include.demo
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP) postgres  ## the whole test suite
 	$(BIN)/python -m pytest
 
-test-airflow2: $(STAMP2)  ## the DAG and end-to-end tests on Airflow 2.10
+test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.10
 	$(VENV2)/bin/python -m pytest tests/dags tests/e2e
 
 bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
@@ -33,6 +33,17 @@ format: $(STAMP)
 
 server: $(STAMP)  ## the local IHC server on 127.0.0.1:8765, in the foreground
 	$(BIN)/python -m include.local_server
+
+postgres:  ## the PostgreSQL server binaries the warehouse tests start (Debian package), unless a server is given
+	@if [ -z "$$ATTRIBUTION_TEST_POSTGRES_URL" ] && ! command -v initdb >/dev/null \
+	    && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "the tests need a PostgreSQL server: sudo apt-get install postgresql," \
+	         "or ATTRIBUTION_TEST_POSTGRES_URL=postgresql://user@127.0.0.1:5432/postgres"; exit 1; \
+	  fi; \
+	fi
 
 venv: $(STAMP)
 
