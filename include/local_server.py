@@ -170,7 +170,16 @@ def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
     return sorted(points, key=lambda p: p.timestamp)
 
 
+async def _answer_time(config: ServerConfig, started: float) -> None:
+    """Hold the answer until ``latency_seconds`` after the request arrived: like a remote API's
+    response time, the latency includes the engine's work instead of queueing behind it."""
+    remaining = started + config.latency_seconds - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+
+
 async def compute_ihc(request: web.Request) -> web.Response:
+    started = asyncio.get_running_loop().time()
     config = request.app[CONFIG]
     key = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(key.encode(), config.api_key.encode()):
@@ -191,9 +200,8 @@ async def compute_ihc(request: web.Request) -> web.Response:
         return _error(exc.status, str(exc))
 
     fault = config.take_fault(journeys)
-    if config.latency_seconds:
-        await asyncio.sleep(config.latency_seconds)
     if fault is not None:
+        await _answer_time(config, started)
         log.info("injecting fault %s", fault.kind)
         if fault.kind in TRANSPORT_FAULTS:
             response = await _transport_fault(fault, request)
@@ -220,11 +228,9 @@ async def compute_ihc(request: web.Request) -> web.Response:
         value = _tamper(fault.kind, value)
     status = 206 if failed else 200
     errors = [{"conversion_id": c, "error": "journey failed (injected)"} for c in sorted(failed)]
-    return web.Response(
-        body=orjson.dumps({"statusCode": status, "value": value, "partialFailureErrors": errors}),
-        status=status,
-        content_type="application/json",
-    )
+    body = orjson.dumps({"statusCode": status, "value": value, "partialFailureErrors": errors})
+    await _answer_time(config, started)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def _transport_fault(fault: Fault, request: web.Request) -> web.StreamResponse | None:
@@ -336,7 +342,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--max-journeys", type=int, default=100, help="journeys per request")
     parser.add_argument("--max-sessions", type=int, default=3000, help="sessions per request")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="time from a request's arrival to its answer (engine work included)",
+    )
     parser.add_argument(
         "--fault",
         action="append",

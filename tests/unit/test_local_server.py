@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from include import local_server as local_server_module
 from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY
 from tests.api_rows import journey as api_journey
@@ -353,3 +354,23 @@ def test_keys_are_compared_in_constant_time(local_server, monkeypatch):
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 403
     assert compared == [(b"guess", LOCAL_API_KEY.encode())]
+
+
+def test_latency_is_the_time_from_arrival_to_answer_and_includes_the_engine_work(
+    local_server: str, server_config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine taking 0.2 s under a 0.3 s latency answers at about 0.3 s, not 0.5 s: like a
+    remote API's response time, the latency holds the engine's work instead of adding to it."""
+    engine = local_server_module.attribute_journey
+
+    def slow_engine(*args, **kwargs):
+        time.sleep(0.2)
+        return engine(*args, **kwargs)
+
+    monkeypatch.setattr(local_server_module, "attribute_journey", slow_engine)
+    server_config.latency_seconds = 0.3
+    started = time.monotonic()
+    status, _, _ = post(local_server, body_of(journey("c1", 3)))
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert 0.3 <= elapsed < 0.45
