@@ -71,13 +71,13 @@ INDEXES = (
 )
 
 CONVERSIONS_IN_RANGE = """
-    SELECT conv_id, user_id, conv_date || ' ' || conv_time, revenue
+    SELECT conv_id, user_id, conv_date || ' ' || conv_time, {revenue}
     FROM conversions
     WHERE conv_date BETWEEN :start AND :end
     ORDER BY user_id, conv_date, conv_time, conv_id"""
 
 COUNT_CONVERSIONS_IN_RANGE = """
-    SELECT COUNT(*), COALESCE(SUM(revenue), 0) FROM conversions
+    SELECT COUNT(*), COALESCE(SUM({revenue}), 0) FROM conversions
     WHERE conv_date BETWEEN :start AND :end"""
 
 SESSIONS_OF_CONVERTING_USERS = """
@@ -163,6 +163,8 @@ class Dialect:
     name: str
     # REAL is 8 bytes in SQLite but 4 in PostgreSQL.
     float_type: str
+    # Revenue as a float: a PostgreSQL warehouse may keep money as NUMERIC (Decimal in Python).
+    revenue: str
     # A text column holds a YYYY-MM-DD date (SQLite's GLOB, PostgreSQL's regular expression).
     conv_date_is_iso: str
     event_date_is_iso: str
@@ -182,6 +184,7 @@ class Dialect:
     def fields(self) -> dict[str, str]:
         return {
             "float": self.float_type,
+            "revenue": self.revenue,
             "conv_date_is_iso": self.conv_date_is_iso,
             "event_date_is_iso": self.event_date_is_iso,
             "lookback_start": self.lookback_start,
@@ -194,6 +197,7 @@ _ISO_REGEX = "~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'"
 SQLITE = Dialect(
     name="sqlite",
     float_type="REAL",
+    revenue="revenue",
     conv_date_is_iso=f"conv_date {_ISO_GLOB}",
     event_date_is_iso=f"s.event_date {_ISO_GLOB}",
     lookback_start="date(u.first_date, printf('-%d days', :lookback_days))",
@@ -206,6 +210,7 @@ SQLITE = Dialect(
 POSTGRES = Dialect(
     name="postgresql",
     float_type="DOUBLE PRECISION",
+    revenue="CAST(revenue AS DOUBLE PRECISION)",
     conv_date_is_iso=f"conv_date {_ISO_REGEX}",
     event_date_is_iso=f"s.event_date {_ISO_REGEX}",
     lookback_start="to_char(CAST(u.first_date AS date) - CAST(:lookback_days AS integer), 'YYYY-MM-DD')",

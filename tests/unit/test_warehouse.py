@@ -497,3 +497,28 @@ def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attributi
     )
     assert third.first_session_date == "2023-08-30"
     assert warehouse.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
+
+
+def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_path):
+    """A PostgreSQL warehouse may keep revenue and cost as NUMERIC; XCom and files need floats."""
+    with warehouse.postgres_target(postgres_url, "numeric").open() as db:
+        db.execute(
+            "CREATE TABLE conversions (conv_id TEXT PRIMARY KEY, user_id TEXT, conv_date TEXT, conv_time TEXT, "
+            "revenue NUMERIC(12, 2))"
+        )
+        db.execute("CREATE TABLE session_costs (session_id TEXT PRIMARY KEY, cost NUMERIC(12, 4))")
+        warehouse.create_input_tables(db)
+        warehouse.init_schema(db)
+        add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 100.25)])
+        add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid")])
+        add_costs(db, [("s1", 1.5)])
+
+        result = extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
+        assert (result.conversions, result.revenue) == (1, 100.25) and type(result.revenue) is float
+        assert list(read_conversions(tmp_path / CONVERSIONS_FILE)) == [
+            Conversion("c1", "u1", "2023-09-02 12:00:00", 100.25)
+        ]
+        warehouse.replace_range_attributions(db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], 1e-3, 1)
+        totals = warehouse.rebuild_report(db, "2023-09-01", "2023-09-07")
+        assert totals == warehouse.ReportTotals(1, 1.5, 1.0, 100.25)
+        assert all(type(value) is float for value in (totals.cost, totals.ihc, totals.ihc_revenue))
