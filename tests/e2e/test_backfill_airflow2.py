@@ -87,7 +87,8 @@ def backfill_runs(env: dict[str, str]) -> list[tuple[str, str]]:
 def db(sample_db_template: Path, tmp_path: Path) -> Path:
     path = tmp_path / "challenge.db"
     shutil.copyfile(sample_db_template, path)
-    warehouse.init_schema(warehouse.connect(path))
+    with warehouse.connect_sqlite(path) as conn:
+        warehouse.init_schema(conn)
     return path
 
 

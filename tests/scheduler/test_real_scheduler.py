@@ -27,7 +27,8 @@ ATTEMPTS = 2
 def warehouse_db(sample_db_template: Path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "challenge.db"
     shutil.copyfile(sample_db_template, path)
-    warehouse.init_schema(warehouse.connect_sqlite(path))
+    with warehouse.connect_sqlite(path) as conn:
+        warehouse.init_schema(conn)
     return path
 
 
