@@ -16,6 +16,8 @@ inclusive); a scheduled or backfill run uses its logical date.
 **Connections**: `ihc_api` (base URL, key in the password, `conv_type_id` in extra) and
 `ihc_warehouse` (type postgres for a PostgreSQL warehouse, else the SQLite file in host); without
 them the local server and `data/challenge.db`.
+**Run folders** (extract, chunk and result files, shared by the workers): env
+`ATTRIBUTION_WORK_DIR`, a folder or an object-storage URL such as `s3://bucket/prefix`.
 """
 
 from __future__ import annotations

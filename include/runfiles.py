@@ -93,6 +93,7 @@ def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
             os.replace(tmp, local)
         else:
             # One upload of a finished file: object stores show an object only once it completes.
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.fs.put_file(tmp, path.path)  # type: ignore[attr-defined]
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -74,7 +74,7 @@ CONVERSIONS_IN_RANGE = """
     SELECT conv_id, user_id, conv_date || ' ' || conv_time, {revenue}
     FROM conversions
     WHERE conv_date BETWEEN :start AND :end
-    ORDER BY user_id, conv_date, conv_time, conv_id"""
+    ORDER BY user_id{bytewise}, conv_date{bytewise}, conv_time{bytewise}, conv_id{bytewise}"""
 
 COUNT_CONVERSIONS_IN_RANGE = """
     SELECT COUNT(*), COALESCE(SUM({revenue}), 0) FROM conversions
@@ -84,7 +84,7 @@ SESSIONS_OF_CONVERTING_USERS = """
     WITH users AS (
         SELECT user_id, MIN(conv_date) AS first_date, MAX(conv_date) AS last_date
         FROM conversions
-        WHERE conv_date BETWEEN :start AND :end AND {conv_date_is_iso}
+        WHERE conv_date BETWEEN :start AND :end AND {conv_date_is_a_day}
         GROUP BY user_id)
     SELECT s.session_id, s.user_id, s.event_date || ' ' || s.event_time, s.channel_name,
            s.holder_engagement, s.closer_engagement, s.impression_interaction
@@ -93,7 +93,7 @@ SESSIONS_OF_CONVERTING_USERS = """
       ON s.user_id = u.user_id
      AND (s.event_date BETWEEN {lookback_start} AND u.last_date
           OR s.event_date IS NULL OR s.event_time IS NULL OR NOT ({event_date_is_iso}))
-    ORDER BY s.user_id, s.event_date, s.event_time, s.session_id"""
+    ORDER BY s.user_id{bytewise}, s.event_date{bytewise}, s.event_time{bytewise}, s.session_id{bytewise}"""
 
 DELETE_RANGE_ATTRIBUTIONS = """
     DELETE FROM attribution_customer_journey
@@ -105,7 +105,7 @@ RANGE_FIRST_SESSION_DATE = """
     WHERE a.conv_id IN (SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end)"""
 
 RANGE_ATTRIBUTION_CHECK = """
-    SELECT COUNT(*), COALESCE(SUM(n_rows), 0), COALESCE(MAX(ABS(total - 1)), 0) FROM (
+    SELECT COUNT(*), CAST(COALESCE(SUM(n_rows), 0) AS BIGINT), COALESCE(MAX(ABS(total - 1)), 0) FROM (
         SELECT a.conv_id, SUM(a.ihc) AS total, COUNT(*) AS n_rows
         FROM attribution_customer_journey a
         JOIN conversions c ON c.conv_id = a.conv_id
@@ -165,8 +165,13 @@ class Dialect:
     float_type: str
     # Revenue as a float: a PostgreSQL warehouse may keep money as NUMERIC (Decimal in Python).
     revenue: str
-    # A text column holds a YYYY-MM-DD date (SQLite's GLOB, PostgreSQL's regular expression).
-    conv_date_is_iso: str
+    # Sort keys compare as Python compares str (the journey step merges two sorted streams);
+    # PostgreSQL would otherwise sort text by the database's locale.
+    bytewise: str
+    # A conversion date the look-back arithmetic can take (SQLite's date() tolerates anything;
+    # PostgreSQL's cast fails on 2023-09-31, so only the range's real days pass).
+    conv_date_is_a_day: str
+    # The session date is YYYY-MM-DD text (SQLite's GLOB, PostgreSQL's regular expression).
     event_date_is_iso: str
     # The user's first conversion date minus the look-back, as YYYY-MM-DD text.
     lookback_start: str
@@ -185,7 +190,8 @@ class Dialect:
         return {
             "float": self.float_type,
             "revenue": self.revenue,
-            "conv_date_is_iso": self.conv_date_is_iso,
+            "bytewise": self.bytewise,
+            "conv_date_is_a_day": self.conv_date_is_a_day,
             "event_date_is_iso": self.event_date_is_iso,
             "lookback_start": self.lookback_start,
         }
@@ -198,7 +204,8 @@ SQLITE = Dialect(
     name="sqlite",
     float_type="REAL",
     revenue="revenue",
-    conv_date_is_iso=f"conv_date {_ISO_GLOB}",
+    bytewise="",
+    conv_date_is_a_day=f"conv_date {_ISO_GLOB}",
     event_date_is_iso=f"s.event_date {_ISO_GLOB}",
     lookback_start="date(u.first_date, printf('-%d days', :lookback_days))",
     begin_write=("BEGIN IMMEDIATE",),
@@ -211,7 +218,10 @@ POSTGRES = Dialect(
     name="postgresql",
     float_type="DOUBLE PRECISION",
     revenue="CAST(revenue AS DOUBLE PRECISION)",
-    conv_date_is_iso=f"conv_date {_ISO_REGEX}",
+    bytewise=' COLLATE "C"',
+    conv_date_is_a_day="""conv_date IN (
+        SELECT to_char(day, 'YYYY-MM-DD')
+        FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS day)""",
     event_date_is_iso=f"s.event_date {_ISO_REGEX}",
     lookback_start="to_char(CAST(u.first_date AS date) - CAST(:lookback_days AS integer), 'YYYY-MM-DD')",
     begin_write=("BEGIN", f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK_KEY})"),
@@ -325,9 +335,9 @@ class Warehouse:
     @contextmanager
     def transaction(self) -> Iterator[Warehouse]:
         """Takes the write lock up front, commits at the end, rolls back on any error."""
-        for statement in self.dialect.begin_write:
-            self.execute(statement)
         try:
+            for statement in self.dialect.begin_write:
+                self.execute(statement)
             yield self
             self.execute("COMMIT")
         except BaseException:
@@ -388,8 +398,12 @@ def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
     label = f"database {path}"
     try:
         conn = sqlite3.connect(path, timeout=settings.warehouse_lock_timeout_seconds(), isolation_level=None)
+    except sqlite3.Error as exc:
+        raise explain(exc, label, file_based=True) from exc
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as exc:
+        conn.close()
         raise explain(exc, label, file_based=True) from exc
     return Warehouse(conn, SQLITE, label)
 
@@ -404,9 +418,14 @@ def connect_postgres(connect: Callable[[], Any], label: str) -> Warehouse:
         conn = connect()
     except Exception as exc:
         raise WarehouseError(f"cannot connect to the PostgreSQL warehouse {label}: {exc}") from exc
-    conn.autocommit = True
     db = Warehouse(conn, POSTGRES, label)
-    db.execute(f"SET lock_timeout = {int(settings.warehouse_lock_timeout_seconds() * 1000)}")
+    try:
+        conn.autocommit = True
+        # At least 1 ms: 0 would mean "wait forever" here but "fail at once" on SQLite.
+        db.execute(f"SET lock_timeout = {max(1, int(settings.warehouse_lock_timeout_seconds() * 1000))}")
+    except BaseException:
+        conn.close()
+        raise
     return db
 
 

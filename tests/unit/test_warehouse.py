@@ -522,3 +522,56 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
         totals = warehouse.rebuild_report(db, "2023-09-01", "2023-09-07")
         assert totals == warehouse.ReportTotals(1, 1.5, 1.0, 100.25)
         assert all(type(value) is float for value in (totals.cost, totals.ihc, totals.ihc_revenue))
+
+
+def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgres_url, tmp_path):
+    """The journey step merges two streams sorted by user id; a locale collation (ICU en-US here,
+    which puts 'a1' before 'B3') must not reorder them, or users would silently lose journeys."""
+    users = ["a1", "a-2", "B3", "b1", "_z"]
+    with warehouse.postgres_target(postgres_url, "icu").open() as db:
+        for table in ("session_sources", "conversions"):
+            db.execute(warehouse.INPUT_DDL[0 if table == "session_sources" else 1].format(float="DOUBLE PRECISION"))
+            db.execute(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE TEXT COLLATE "en-US-x-icu"')
+        warehouse.create_input_tables(db)
+        add_conversions(db, [(f"c-{u}", u, "2023-09-02 12:00:00", 10.0) for u in users])
+        add_sessions(db, [(f"s-{u}", u, "2023-09-01 10:00:00", "Paid") for u in users])
+        assert [r[0] for r in db.execute("SELECT user_id FROM conversions ORDER BY user_id")] != sorted(users)
+
+        extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
+    journeys = build_journeys(
+        read_conversions(tmp_path / CONVERSIONS_FILE), read_sessions(tmp_path / SESSIONS_FILE), 30, 3000, JourneyStats()
+    )
+    assert {j.conversion_id: [s.session_id for s in j.sessions] for j in journeys} == {
+        f"c-{u}": [f"s-{u}"] for u in users
+    }
+
+
+def test_an_impossible_conversion_date_is_a_bad_row_not_a_failed_extract(db, tmp_path):
+    add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 10.0), ("c_bad", "u2", "2023-09-31 12:00:00", 5.0)])
+    add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid"), ("s2", "u2", "2023-09-01 10:00:00", "Paid")])
+
+    result = extract(db, DateRange("2023-09-01", "2023-10-05"), lookback_days=30, run_dir=tmp_path)
+
+    assert result.conversions == 2
+    stats = JourneyStats()
+    journeys = list(
+        build_journeys(
+            read_conversions(tmp_path / CONVERSIONS_FILE), read_sessions(tmp_path / SESSIONS_FILE), 30, 3000, stats
+        )
+    )
+    assert [j.conversion_id for j in journeys] == ["c1"]
+    assert [issue["ids"] for issue in stats.row_issues.values()] == [["c_bad"]]
+
+
+def test_postgres_write_lock_timeout_names_the_cause_and_leaves_no_transaction(postgres_url, monkeypatch):
+    monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.2")
+    target = warehouse.postgres_target(postgres_url, "locked")
+    with target.open() as holder, target.open() as db:
+        warehouse.create_input_tables(db)
+        with holder.transaction():
+            with pytest.raises(WarehouseError, match=r"locked by another writer .*\(0\.2 s"), db.transaction():
+                db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
+            assert not in_transaction(db)
+        with db.transaction():
+            db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
+        assert db.execute("SELECT COUNT(*) FROM session_costs").fetchone()[0] == 1
