@@ -37,5 +37,9 @@ def run(dag, start: str = START, end: str = END):
     return dag.test(run_conf={"start_date": start, "end_date": end})
 
 
+def succeeded(dag_run) -> bool:
+    return str(dag_run.state) in ("success", "DagRunState.SUCCESS")
+
+
 def task_instances(dag_run) -> dict[tuple[str, int], object]:
     return {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}

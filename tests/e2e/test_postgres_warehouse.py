@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from include import warehouse
-from tests.e2e.conftest import run, task_instances
+from tests.e2e.conftest import run, succeeded, task_instances
 
 OUTPUT_TABLES = ("attribution_customer_journey", "channel_reporting")
 
@@ -30,10 +30,6 @@ def assert_same_tables(actual: dict[str, list[tuple]], expected: dict[str, list[
         assert [row[:2] for row in actual[name]] == [row[:2] for row in expected[name]], name
         numbers = [value for row in actual[name] for value in row[2:]]
         assert numbers == pytest.approx([value for row in expected[name] for value in row[2:]], abs=1e-9), name
-
-
-def succeeded(dag_run) -> bool:
-    return str(dag_run.state) in ("success", "DagRunState.SUCCESS")
 
 
 def test_postgres_warehouse_gives_the_same_tables_as_sqlite(dag, pipeline_env, sample_postgres, monkeypatch, caplog):

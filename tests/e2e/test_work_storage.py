@@ -8,13 +8,9 @@ import pytest
 from include import settings
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
-from tests.e2e.conftest import run, task_instances
+from tests.e2e.conftest import run, succeeded, task_instances
 
 from airflow_compat import AIRFLOW_3
-
-
-def succeeded(dag_run) -> bool:
-    return str(dag_run.state) in ("success", "DagRunState.SUCCESS")
 
 
 @pytest.mark.parametrize(

@@ -529,10 +529,9 @@ def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgre
     which puts 'a1' before 'B3') must not reorder them, or users would silently lose journeys."""
     users = ["a1", "a-2", "B3", "b1", "_z"]
     with warehouse.postgres_target(postgres_url, "icu").open() as db:
-        for table in ("session_sources", "conversions"):
-            db.execute(warehouse.INPUT_DDL[0 if table == "session_sources" else 1].format(float="DOUBLE PRECISION"))
-            db.execute(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE TEXT COLLATE "en-US-x-icu"')
         warehouse.create_input_tables(db)
+        for table in ("session_sources", "conversions"):
+            db.execute(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE TEXT COLLATE "en-US-x-icu"')
         add_conversions(db, [(f"c-{u}", u, "2023-09-02 12:00:00", 10.0) for u in users])
         add_sessions(db, [(f"s-{u}", u, "2023-09-01 10:00:00", "Paid") for u in users])
         assert [r[0] for r in db.execute("SELECT user_id FROM conversions ORDER BY user_id")] != sorted(users)
