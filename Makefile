@@ -6,7 +6,11 @@ VENV2 := .venv-airflow2
 STAMP2 := $(VENV2)/.installed
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server postgres clean
+# make engine-train: WAREHOUSE= (SQLite file or postgresql:// URL), CONV_TYPE=, START=, END=;
+# unset ones take the engine_training defaults (the sample database, "default", the sample range).
+PORT ?= 8765
+
+.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m include.demo
@@ -31,8 +35,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-server: $(STAMP)  ## the local IHC server on 127.0.0.1:8765, in the foreground
-	$(BIN)/python -m include.local_server
+engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys: writes data/engine/<conv_type>.json
+	$(BIN)/python -m include.engine_training $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") \
+	    $(if $(CONV_TYPE),--conv-type "$(CONV_TYPE)") $(if $(START),--start "$(START)") $(if $(END),--end "$(END)")
+
+server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(PORT) (key local-dev-key), each trained conversion type
+	$(BIN)/python -m include.engine_training --ensure-default
+	$(BIN)/python -m include.local_server --port $(PORT)
 
 postgres:  ## the PostgreSQL server binaries the warehouse tests start (Debian package), unless a server is given
 	@if [ -z "$$ATTRIBUTION_TEST_POSTGRES_URL" ] && ! command -v initdb >/dev/null \

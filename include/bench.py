@@ -2,8 +2,9 @@
 
 Datasets: (a) the 1x sample; (b) the same conversions with 100x non-converting background
 sessions (~45 M rows); (c) everything 10x. Each stage runs in its own process, so its wall time
-and peak RSS are its own; the API phase talks to the local server at a fixed latency. Writes
-``bench/results.md`` with the machine it ran on.
+and peak RSS are its own; the local IHC engine is trained on each dataset (a stage of its own),
+and the API phase talks to the local server, serving those parameters at a fixed latency, which
+reports the engine's CPU time. Writes ``bench/results.md`` with the machine it ran on.
 
 ``python -m include.bench [--datasets 1x,100x-background,10x] [--work bench/data]``
 """
@@ -19,11 +20,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include import pipeline, settings, warehouse
+from include import engine_parameters, engine_training, pipeline, settings, warehouse
 from include.demo import free_port, wait_for_port
 from include.ihc_client import ApiTarget, ClientSettings
 from include.local_airflow import airflow_env, connection_env, local_api_connection
@@ -79,6 +81,7 @@ def stage_main(argv: list[str]) -> None:
     parser.add_argument("--db", type=Path)
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--url")
+    parser.add_argument("--engine-dir", type=Path)
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     state = run_dir / "bench-state.json"
@@ -91,6 +94,15 @@ def stage_main(argv: list[str]) -> None:
         chunks = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
         state.write_text(json.dumps({"extracted": extracted, "chunks": chunks}))
         detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
+    elif args.stage == "train":
+        started = time.perf_counter()
+        trained = engine_training.train(db, WINDOW.dates, settings.DEFAULT_CONV_TYPE_ID, WINDOW.lookback_days)
+        engine_parameters.write(args.engine_dir, trained)
+        detail = {
+            "train_s": time.perf_counter() - started,
+            "journeys": trained.trained_on.journeys,
+            "gaps": trained.trained_on.gaps,
+        }
     elif args.stage == "api":
         saved = json.loads(state.read_text())
         target = ApiTarget(args.url, settings.LOCAL_API_KEY, settings.DEFAULT_CONV_TYPE_ID)
@@ -153,30 +165,68 @@ def dag_run(db: Path, work: Path, url: str) -> Measure:
     return Measure("whole DAG run (airflow dags test)", time.perf_counter() - started, usage.ru_maxrss / 1024, {})
 
 
-def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: bool) -> list[Measure]:
+def generate(spec: SampleSpec, db: Path) -> Measure:
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.sample_data",
+            "--out",
+            str(db),
+            "--seed",
+            str(spec.seed),
+            "--scale",
+            str(spec.scale),
+            "--background-factor",
+            str(spec.background_factor),
+        ],
+        check=True,
+        cwd=settings.PROJECT_ROOT,
+    )
+    return Measure("generate (not a pipeline stage)", time.perf_counter() - started, 0, {})
+
+
+def server_counters(url: str) -> dict:
+    request = urllib.request.Request(f"{url}/local/faults", headers={"x-api-key": settings.LOCAL_API_KEY})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def start_server(engine_dir: Path) -> tuple[subprocess.Popen, str]:
+    """The local server with the dataset's trained parameters, answering after LATENCY_MS."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.local_server",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(LATENCY_MS),
+            "--engine-dir",
+            str(engine_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, server)
+    return server, settings.local_api_url(port=port)
+
+
+def report(name: str, measure: Measure) -> Measure:
+    print(
+        f"  {name:<16} {measure.stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",
+        flush=True,
+    )
+    return measure
+
+
+def bench_dataset(name: str, spec: SampleSpec, root: Path, with_dag: bool) -> list[Measure]:
     work = root / name
     db = work / "challenge.db"
-    measures = []
-    if not db.exists():
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "include.sample_data",
-                "--out",
-                str(db),
-                "--seed",
-                str(spec.seed),
-                "--scale",
-                str(spec.scale),
-                "--background-factor",
-                str(spec.background_factor),
-            ],
-            check=True,
-            cwd=settings.PROJECT_ROOT,
-        )
-        measures.append(Measure("generate (not a pipeline stage)", time.perf_counter() - started, 0, {}))
+    measures = [] if db.exists() else [generate(spec, db)]
     with sqlite3.connect(db) as conn:  # init_db then pays its first-run cost (the indexes) every time
         for table in ("attribution_customer_journey", "channel_reporting"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -185,15 +235,22 @@ def bench_dataset(name: str, spec: SampleSpec, root: Path, url: str, with_dag: b
             conn.execute(f"DROP INDEX {index}")
     run_dir = work / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stage in ("init_db", "journeys", "api", "write", "report", "export"):
-        measure = run_stage(stage, db, run_dir, url=url)
-        measures.append(measure)
-        print(
-            f"  {name:<16} {stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",
-            flush=True,
-        )
-    if with_dag:
-        measures.append(dag_run(db, work, url))
+    engine_dir = work / "engine"
+    for stage in ("init_db", "journeys", "train"):
+        measures.append(report(name, run_stage(stage, db, run_dir, engine_dir=str(engine_dir))))
+    server, url = start_server(engine_dir)
+    try:
+        api = run_stage("api", db, run_dir, url=url)
+        counters = server_counters(url)
+        api.detail["engine_cpu_ms_per_request"] = 1000 * counters["engine_cpu_seconds"] / api.detail["requests"]
+        measures.append(report(name, api))
+        for stage in ("write", "report", "export"):
+            measures.append(report(name, run_stage(stage, db, run_dir)))
+        if with_dag:
+            measures.append(dag_run(db, work, url))
+    finally:
+        server.terminate()
+        server.wait()
     return measures
 
 
@@ -258,23 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=settings.PROJECT_ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=settings.PROJECT_ROOT / "bench" / "results.md")
     args = parser.parse_args(argv)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "include.local_server", "--port", str(port), "--latency-ms", str(LATENCY_MS)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     results: dict[str, list[Measure]] = {}
-    try:
-        wait_for_port(port, server)
-        url = settings.local_api_url(port=port)
-        for name in args.datasets.split(","):
-            print(f"dataset {name}", flush=True)
-            results[name] = bench_dataset(name, DATASETS[name], args.work, url, with_dag=name == "1x")
-            write_results(results, args.work, args.out)
-    finally:
-        server.terminate()
-        server.wait()
+    for name in args.datasets.split(","):
+        print(f"dataset {name}", flush=True)
+        results[name] = bench_dataset(name, DATASETS[name], args.work, with_dag=name == "1x")
+        write_results(results, args.work, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -1,9 +1,11 @@
 """``make demo``: run the whole pipeline once, offline, on the sample database.
 
-Generates ``data/challenge.db`` if missing, starts the local IHC server on 127.0.0.1, runs the
-DAG once in real Airflow (``airflow dags test``, metadata DB under ``.airflow/``), prints the
-run summary and stops the server. Airflow's own output goes to ``.airflow/demo.log``
-(``ATTRIBUTION_AIRFLOW_HOME`` moves that folder; a global ``AIRFLOW_HOME`` is not used).
+Generates ``data/challenge.db`` if missing, trains the local IHC engine's default conversion
+type on it (unless its parameter file is newer than the database), starts the local IHC server
+on 127.0.0.1 with those parameters, runs the DAG once in real Airflow (``airflow dags test``,
+metadata DB under ``.airflow/``), prints the run summary and stops the server. Airflow's own
+output goes to ``.airflow/demo.log`` (``ATTRIBUTION_AIRFLOW_HOME`` moves that folder; a global
+``AIRFLOW_HOME`` is not used).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 
 import orjson
 
-from include import settings
+from include import engine_parameters, settings
+from include.engine_training import ensure_default
 from include.local_airflow import airflow_env, local_api_connection
-from include.sample_data import SampleSpec, generate
 from include.summary import SUMMARY_FILE, RunSummary
 
 DAG_ID = "ihc_attribution"
@@ -54,10 +56,9 @@ def main() -> int:
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
-    warehouse = settings.default_warehouse_path()
-    if not warehouse.exists():
-        print(f"generating the sample database {warehouse} ...", flush=True)
-        generate(warehouse, SampleSpec())
+    engine_dir = engine_parameters.engine_dir()
+    trained = ensure_default(engine_dir)
+    print(f"local IHC engine parameters: {trained.path}", flush=True)
     port = free_port()
     env = airflow_env(home) | local_api_connection(settings.local_api_url(port=port), settings.LOCAL_API_KEY)
     with log_path.open("w") as log:
@@ -70,7 +71,10 @@ def main() -> int:
             print(f"Airflow set-up failed; see {log_path}", file=sys.stderr)
             return 1
         server = subprocess.Popen(
-            [sys.executable, "-m", "include.local_server", "--port", str(port)], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "include.local_server", "--port", str(port), "--engine-dir", str(engine_dir)],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         try:
             wait_for_port(port, server)

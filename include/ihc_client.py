@@ -26,6 +26,8 @@ from include.chunks import ApiJourney, pack_requests
 log = logging.getLogger(__name__)
 
 COMPUTE_PATH = "/v1/compute_ihc"
+# Sent by the bundled local server only: the parameter file its offline engine scored with.
+ENGINE_PARAMETERS_HEADER = "X-Ihc-Engine-Parameters"
 ROUNDING_SLACK = 1e-4
 BODY_SNIPPET = 200
 
@@ -119,6 +121,7 @@ class ChunkOutcome:
     attributions: list[Attribution] = field(repr=False)
     requests: int
     attempts: int
+    engine_parameters: str | None = None
 
 
 class IhcApiError(RuntimeError):
@@ -223,6 +226,7 @@ class IhcClient:
         self.settings = settings
         self.attempts = 0
         self.deadline = 0.0
+        self.engine_parameters: str | None = None
 
     def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
         if status == 429:
@@ -262,6 +266,7 @@ class IhcClient:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
+                self.engine_parameters = response.headers.get(ENGINE_PARAMETERS_HEADER, self.engine_parameters)
                 return self._classify(response.status, body, response.headers.get("Retry-After"))
         except TimeoutError:
             raise _RetryableError(f"no answer within {self.settings.timeout_seconds} s") from None
@@ -329,7 +334,9 @@ class IhcClient:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
-        return ChunkOutcome([a for batch in results for a in batch], len(requests), self.attempts)
+        return ChunkOutcome(
+            [a for batch in results for a in batch], len(requests), self.attempts, self.engine_parameters
+        )
 
 
 def attribute_journeys(journeys: list[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:

@@ -1,12 +1,16 @@
-"""Offline re-implementation of the published IHC (Initializer-Holder-Closer) model.
+"""Offline IHC (Initializer-Holder-Closer) engine: scores journeys with trained parameters.
 
-This is not the trained commercial service: the membership functions and phase weights are
-settings per conversion type instead of parameters learnt from the data. It follows the
-structure documented in ``ihc-model.md`` and reproduces the published legacy test vector.
+An offline re-implementation of the IHC model as the current service computes it, not the
+commercial service itself: continuous hours, a linear initializer membership with a restart at
+long gaps, a closer membership on the distribution of times-to-conversion, a share-based holder
+and weighted phases. The parameters come from journeys (``include.engine_training``); the
+formulas and the training rule are in ``docs/ihc-model.md``.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,21 +18,41 @@ from itertools import pairwise
 
 PHASES = ("initializer", "holder", "closer")
 DECIMALS = 4
+SECONDS_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True)
-class ModelParameters:
-    """Linear membership bounds in days, and phase weights, for one conversion type."""
+class EngineParameters:
+    """Everything scoring needs for one conversion type.
 
-    initializer_start: float = 0.54
-    initializer_end: float = 8.38
-    closer_start: float = 0.0
-    closer_end: float = 7.53
-    weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    ``toc_quantiles_hours`` is the distribution of times-to-conversion as quantiles at evenly
+    spaced levels 0, 1/m, ..., 1 (m + 1 values, non-decreasing); ``closer_levels`` are on that
+    distribution's scale, not in hours.
+    """
+
+    initializer_start_hours: float
+    initializer_end_hours: float
+    toc_quantiles_hours: tuple[float, ...]
+    closer_levels: tuple[float, float]
+    weights: tuple[float, float, float]
+    holder_power: float
+    holder_divisor: float
+
+    def toc_share(self, hours: float) -> float:
+        """F(t): the share of training times-to-conversion at or below ``hours``."""
+        q = self.toc_quantiles_hours
+        if hours < q[0]:
+            return 0.0
+        if hours >= q[-1]:
+            return 1.0
+        j = bisect.bisect_right(q, hours) - 1
+        return (j + (hours - q[j]) / (q[j + 1] - q[j])) / (len(q) - 1)
 
 
 @dataclass(frozen=True)
 class Touchpoint:
+    """One session of a journey; ``timestamp`` is timezone-aware or naive UTC, never mixed."""
+
     session_id: str
     timestamp: datetime
     channel_label: str
@@ -63,20 +87,15 @@ class SessionShares:
     ihc: float
 
 
-def membership(x: float, start: float, end: float) -> float:
-    if end == start:
+def clip01(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+def ramp(x: float, start: float, end: float) -> float:
+    """0 below ``start``, 1 from ``end`` on, linear between (a step at ``end`` if they meet)."""
+    if end <= start:
         return 1.0 if x >= end else 0.0
-    return min(1.0, max(0.0, (x - start) / (end - start)))
-
-
-def _whole_hours_in_days(earlier: datetime, later: datetime) -> float:
-    return ((later - earlier).total_seconds() // 3600) / 24
-
-
-def _harmonic_mean(values: Sequence[float]) -> float:
-    if any(v <= 0 for v in values):
-        return 0.0
-    return len(values) / sum(1 / v for v in values)
+    return clip01((x - start) / (end - start))
 
 
 def _normalise(values: list[float]) -> list[float]:
@@ -84,49 +103,57 @@ def _normalise(values: list[float]) -> list[float]:
     return [v / total for v in values] if total > 0 else [0.0] * len(values)
 
 
-def phase_shares(journey: Sequence[Touchpoint], params: ModelParameters) -> list[list[float]]:
-    """Unrounded, normalised [initializer, holder, closer] shares per session (time order)."""
-    conversion_time = journey[-1].timestamp
-    last = len(journey) - 1
-    mu_i = [1.0] + [
-        round(
-            membership(
-                _whole_hours_in_days(prev.timestamp, cur.timestamp),
-                params.initializer_start,
-                params.initializer_end,
-            ),
-            DECIMALS,
-        )
-        for prev, cur in pairwise(journey)
+def initializer_memberships(hours: Sequence[float], params: EngineParameters) -> list[float]:
+    """1 for the first session; then by the gap to the previous session."""
+    return [1.0] + [
+        ramp(later - earlier, params.initializer_start_hours, params.initializer_end_hours)
+        for earlier, later in pairwise(hours)
     ]
-    mu_c = [
+
+
+def closer_memberships(journey: Sequence[Touchpoint], hours: Sequence[float], params: EngineParameters) -> list[float]:
+    """0 for sessions without closer engagement; 1 for the conversion session; else falling
+    linearly on the time-to-conversion distribution's scale between the two closer levels."""
+    last = len(journey) - 1
+    low, high = params.closer_levels
+    return [
         1.0
         if i == last
-        else round(
-            1
-            - membership(
-                _whole_hours_in_days(tp.timestamp, conversion_time),
-                params.closer_start,
-                params.closer_end,
-            ),
-            DECIMALS,
-        )
+        else (1 - ramp(params.toc_share(hours[last] - hours[i]), low, high) if tp.closer_engagement == 1 else 0.0)
         for i, tp in enumerate(journey)
     ]
+
+
+def holder_raw(a: float, b: float, power: float, divisor: float) -> float:
+    """Large when a session is neither initializer (a = 1 - I0) nor closer (b = 1 - C)."""
+    return (math.sqrt(a * b) ** power + (abs(a - b) / divisor) ** power) ** (1 / power)
+
+
+def phase_shares(journey: Sequence[Touchpoint], params: EngineParameters) -> list[list[float]]:
+    """Unrounded [initializer, holder, closer] shares per session (time order); a phase
+    without mass in this journey is all zeros."""
+    if len(journey) == 1:
+        return [[1.0, 0.0, 1.0]]
+    origin = journey[0].timestamp
+    hours = [(tp.timestamp - origin).total_seconds() / SECONDS_PER_HOUR for tp in journey]
+    mu_i = initializer_memberships(hours, params)
     restart = max(i for i, mu in enumerate(mu_i) if mu == 1.0)
-    raw_i, raw_h, raw_c = [], [], []
-    for i, tp in enumerate(journey):
-        closer_eligible = tp.closer_engagement == 1 or i == last
-        if i < restart:
-            raw_i.append(0.0)
-            raw_h.append(0.0)
-            raw_c.append(0.0)
-            continue
-        raw_i.append(mu_i[i])
-        raw_c.append(mu_c[i] if closer_eligible else 0.0)
-        terms = [1 - mu_i[i]] + ([1 - mu_c[i]] if closer_eligible else [])
-        raw_h.append(_harmonic_mean(terms) if tp.holder_engagement == 1 else 0.0)
-    return [list(row) for row in zip(_normalise(raw_i), _normalise(raw_h), _normalise(raw_c), strict=True)]
+    active = [i >= restart for i in range(len(journey))]
+    initializer = _normalise([mu if on else 0.0 for mu, on in zip(mu_i, active, strict=True)])
+    closer = _normalise(
+        [mu if on else 0.0 for mu, on in zip(closer_memberships(journey, hours, params), active, strict=True)]
+    )
+    # The holder sees the initializer shares as if there were no restart.
+    without_restart = _normalise(mu_i)
+    holder = _normalise(
+        [
+            holder_raw(1 - i0, 1 - c, params.holder_power, params.holder_divisor)
+            if on and tp.holder_engagement == 1
+            else 0.0
+            for tp, i0, c, on in zip(journey, without_restart, closer, active, strict=True)
+        ]
+    )
+    return [list(row) for row in zip(initializer, holder, closer, strict=True)]
 
 
 def redistribute(shares: list[float], labels: Sequence[str], rule: RedistributionRule) -> list[float]:
@@ -165,10 +192,13 @@ def round_to_one(values: list[float]) -> list[float]:
 
 def attribute_journey(
     journey: Sequence[Touchpoint],
-    params: ModelParameters,
+    params: EngineParameters,
     redistribution: dict[str, RedistributionRule] | None = None,
 ) -> list[SessionShares]:
-    """IHC shares of one journey; Σ ihc = 1 and each phase with mass sums to 1."""
+    """IHC shares of one journey (time order); Σ ihc = 1 and each phase with mass sums to 1.
+
+    ihc weighs the phases that have mass in this journey, with their weights renormalised.
+    """
     per_session = phase_shares(journey, params)
     columns = [[row[p] for row in per_session] for p in range(3)]
     labels = [tp.channel_label for tp in journey]

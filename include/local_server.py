@@ -2,9 +2,12 @@
 
 Same path, auth header, per-request limits, status codes and response shape as
 ``https://api.ihc-attribution.com``; attribution by ``include.ihc_engine`` (an offline
-re-implementation of the published model, not the trained commercial service). Switches for
-latency and faults let tests exercise a client's retries over real HTTP; a running server's
-faults can be replaced with ``PUT /local/faults`` (a JSON list, same key; not part of the real API).
+re-implementation of the model, trained per conversion type from journeys: not the commercial
+service). It serves each conversion type that has a parameter file in its engine folder
+(``include.engine_parameters``) and refuses the others; answers name that file in the
+``X-Ihc-Engine-Parameters`` header. Switches for latency and faults let tests exercise a
+client's retries over real HTTP; a running server's faults can be replaced with
+``PUT /local/faults`` (a JSON list, same key; not part of the real API).
 
 Run it with ``python -m include.local_server`` (``--help`` lists the switches).
 """
@@ -17,20 +20,27 @@ import hmac
 import logging
 import os
 import re
+import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 
-from include.ihc_engine import PHASES, ModelParameters, RedistributionRule, Touchpoint, attribute_journey
+from include import engine_parameters
+from include.engine_parameters import ParameterFile, ParameterFileError
+from include.ihc_client import ENGINE_PARAMETERS_HEADER
+from include.ihc_engine import PHASES, RedistributionRule, Touchpoint, attribute_journey
 from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+# The plain form, or with a UTC offset as the service accepts it: "2021-03-20 18:49:31 +0400".
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( [+-]\d{2}:?\d{2})?")
 # Transport faults answer instead of the engine; answer faults tamper with the engine's answer.
 TRANSPORT_FAULTS = ("429", "500", "slow", "malformed_json", "body_500", "html", "reset")
 ANSWER_FAULTS = ("partial", "drop_session", "extra_session", "ihc_out_of_range", "sum_off")
@@ -74,13 +84,23 @@ class ServerConfig:
     max_sessions: int = 3000
     latency_seconds: float = 0.0
     faults: list[Fault] = field(default_factory=list)
-    parameters: dict[str, ModelParameters] = field(default_factory=dict)
+    parameters: dict[str, ParameterFile] = field(default_factory=dict)
     requests: int = 0
     faults_fired: int = 0
+    engine_cpu_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def parameters_for(self, conv_type_id: str) -> ModelParameters:
-        return self.parameters.get(conv_type_id, ModelParameters())
+    def parameters_for(self, conv_type_id: str) -> ParameterFile:
+        """Trained parameters only: an unknown conversion type is the client's error."""
+        try:
+            return self.parameters[conv_type_id]
+        except KeyError:
+            known = ", ".join(sorted(self.parameters)) or "none"
+            raise BadRequestError(
+                400,
+                f"conv_type_id {conv_type_id!r} has no trained engine parameters on this server "
+                f"(known conversion types: {known}); 'make engine-train CONV_TYPE={conv_type_id}' trains it",
+            ) from None
 
     def set_faults(self, faults: list[Fault]) -> None:
         with self._lock:
@@ -146,10 +166,14 @@ def _redistribution(body: dict) -> dict[str, RedistributionRule] | None:
 
 
 def _timestamp(value: str) -> datetime:
-    """The API's ``YYYY-MM-DD HH:MM:SS``, strictly (fromisoformat alone would take other forms)."""
-    if not TIMESTAMP.fullmatch(value):
-        raise ValueError(f"timestamp {value!r} is not YYYY-MM-DD HH:MM:SS")
-    return datetime.fromisoformat(value)
+    """``YYYY-MM-DD HH:MM:SS`` (UTC) or with an offset (``+0400``), strictly: fromisoformat
+    alone would take other forms. Aware, so journeys mixing both forms compare correctly."""
+    match = TIMESTAMP.fullmatch(value)
+    if not match:
+        raise ValueError(f"timestamp {value!r} is not YYYY-MM-DD HH:MM:SS[ +HHMM]")
+    if match.group(1) is None:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z")
 
 
 def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
@@ -188,6 +212,7 @@ async def compute_ihc(request: web.Request) -> web.Response:
     if not conv_type_id:
         return _error(400, "query parameter conv_type_id is required")
     try:
+        trained = config.parameters_for(conv_type_id)
         body = orjson.loads(await request.read())
         if not isinstance(body, dict):
             raise BadRequestError(400, "request body must be a JSON object")
@@ -210,7 +235,7 @@ async def compute_ihc(request: web.Request) -> web.Response:
     failed: set[str] = set()
     if fault is not None and fault.kind == "partial":
         failed = {fault.conversion_id if fault.conversion_id in journeys else next(iter(journeys))}
-    params = config.parameters_for(conv_type_id)
+    cpu_started = time.thread_time()
     value = [
         {
             "conversion_id": conv_id,
@@ -222,15 +247,17 @@ async def compute_ihc(request: web.Request) -> web.Response:
         }
         for conv_id, points in touchpoints.items()
         if conv_id not in failed
-        for s in attribute_journey(points, params, redistribution)
+        for s in attribute_journey(points, trained.parameters, redistribution)
     ]
+    config.engine_cpu_seconds += time.thread_time() - cpu_started
     if fault is not None and fault.kind in ANSWER_FAULTS:
         value = _tamper(fault.kind, value)
     status = 206 if failed else 200
     errors = [{"conversion_id": c, "error": "journey failed (injected)"} for c in sorted(failed)]
     body = orjson.dumps({"statusCode": status, "value": value, "partialFailureErrors": errors})
     await _answer_time(config, started)
-    return web.Response(body=body, status=status, content_type="application/json")
+    headers = {ENGINE_PARAMETERS_HEADER: trained.path or f"{conv_type_id} (in memory)"}
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 async def _transport_fault(fault: Fault, request: web.Request) -> web.StreamResponse | None:
@@ -280,7 +307,13 @@ async def control_faults(request: web.Request) -> web.Response:
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             return _error(400, f"invalid fault list: {exc}")
         config.set_faults(faults)
-    return web.json_response({"requests": config.requests, "faults_fired": config.faults_fired})
+    return web.json_response(
+        {
+            "requests": config.requests,
+            "faults_fired": config.faults_fired,
+            "engine_cpu_seconds": config.engine_cpu_seconds,
+        }
+    )
 
 
 CONFIG = web.AppKey("config", ServerConfig)
@@ -340,6 +373,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("IHC_LOCAL_API_KEY", LOCAL_API_KEY),
         help="key the server requires in x-api-key (env IHC_LOCAL_API_KEY)",
     )
+    parser.add_argument(
+        "--engine-dir",
+        type=Path,
+        default=engine_parameters.engine_dir(),
+        help=f"folder of the parameter files, one per conversion type (env {engine_parameters.ENGINE_DIR_ENV})",
+    )
     parser.add_argument("--max-journeys", type=int, default=100, help="journeys per request")
     parser.add_argument("--max-sessions", type=int, default=3000, help="sessions per request")
     parser.add_argument(
@@ -361,7 +400,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        parameters = engine_parameters.read_folder(args.engine_dir)
+    except ParameterFileError as exc:
+        sys.exit(f"local IHC server not started: {exc}")
+    if not parameters:
+        sys.exit(
+            f"local IHC server not started: no engine parameter files (*.json) in {args.engine_dir}; "
+            "'make engine-train' trains the default conversion type"
+        )
     config = ServerConfig(
+        parameters=parameters,
         api_key=args.api_key,
         max_journeys=args.max_journeys,
         max_sessions=args.max_sessions,
@@ -369,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         faults=[Fault(**orjson.loads(spec)) for spec in args.fault],
     )
     print(f"local IHC server on http://{args.host}:{args.port}", flush=True)
+    for conv_type_id, trained in parameters.items():
+        print(f"  conversion type {conv_type_id!r}: {trained.path}", flush=True)
     web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -1,9 +1,11 @@
 """``make airflow``: the full Airflow UI on 127.0.0.1 without Docker, with a real scheduler.
 
-Starts the local IHC server, Airflow's API server (UI + REST API), scheduler (LocalExecutor,
-mapped chunks run in parallel), dag-processor and triggerer, after creating the metadata DB,
-the login, the ``ihc_api`` pool, the Variables' defaults and the connections. Ctrl-C stops
-every process it started. Each process logs to ``<AIRFLOW_HOME>/stack/<name>.log``.
+Trains the local IHC engine's default conversion type on the sample (unless its parameter file
+is newer than the database), then starts the local IHC server, Airflow's API server (UI + REST
+API), scheduler (LocalExecutor, mapped chunks run in parallel), dag-processor and triggerer,
+after creating the metadata DB, the login, the ``ihc_api`` pool, the Variables' defaults and the
+connections. Ctrl-C stops every process it started. Each process logs to
+``<AIRFLOW_HOME>/stack/<name>.log``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 
 import orjson
 
-from include import settings
+from include import engine_parameters, settings
 from include.demo import free_port, wait_for_port
+from include.engine_training import ensure_default
 from include.local_airflow import airflow_env, connection_env, local_api_connection
 
 LOGIN = ("airflow", "airflow")
@@ -40,6 +43,7 @@ class LocalStack:
     parallelism: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     server_args: list[str] = field(default_factory=list)
+    engine_dir: Path = field(default_factory=engine_parameters.engine_dir)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -107,7 +111,16 @@ class LocalStack:
         env = self.env()
         self.prepare(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
-        server = [sys.executable, "-m", "include.local_server", "--port", str(self.api_port), *self.server_args]
+        server = [
+            sys.executable,
+            "-m",
+            "include.local_server",
+            "--port",
+            str(self.api_port),
+            "--engine-dir",
+            str(self.engine_dir),
+            *self.server_args,
+        ]
         self._start("ihc-local-api", server, env)
         self._start(
             "api-server", [airflow, "api-server", "--host", settings.LOCAL_API_HOST, "--port", str(self.port)], env
@@ -165,19 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.local_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
     args = parser.parse_args(argv)
-    warehouse = settings.default_warehouse_path()
-    if not warehouse.exists():
-        from include.sample_data import SampleSpec, generate
-
-        print(f"generating the sample database {warehouse} ...", flush=True)
-        generate(warehouse, SampleSpec())
-    stack = LocalStack(settings.airflow_home(), port=args.port)
+    trained = ensure_default()
+    stack = LocalStack(settings.airflow_home(), port=args.port, engine_dir=Path(trained.path).parent)
     signal.signal(signal.SIGTERM, _interrupt)
     print("starting Airflow (this takes half a minute) ...", flush=True)
     with stack:
         print(
             f"\nAirflow UI: {stack.url}  (login {LOGIN[0]} / {LOGIN[1]})\n"
-            f"local IHC server: {stack.ihc_url}\nlogs: {stack.home / 'stack'}\n"
+            f"local IHC server: {stack.ihc_url} (engine parameters {trained.path})\nlogs: {stack.home / 'stack'}\n"
             "The DAG ihc_attribution starts paused: unpause it or trigger it from the UI. Ctrl-C stops everything.",
             flush=True,
         )

@@ -124,6 +124,7 @@ def write_step(
         "chunks": len(infos),
         "requests": sum(r.requests for r in chunk_results),
         "attempts": sum(r.attempts for r in chunk_results),
+        "engine_parameters": sorted({r.engine_parameters for r in chunk_results if r.engine_parameters}),
     }
 
 
@@ -170,6 +171,7 @@ def export_step(
         report_cost=report["cost"],
         report_ihc_revenue=report["ihc_revenue"],
         csv_path=str(csv_path),
+        engine_parameters=written.get("engine_parameters", []),
     )
     path = summary.save(run_dir)
     log.info("run summary (%s):\n%s", path, summary.text())

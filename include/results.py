@@ -25,6 +25,8 @@ class ChunkResult:
     rows: int
     requests: int
     attempts: int
+    # The local server's parameter file, when the local server answered.
+    engine_parameters: str | None = None
 
     def to_xcom(self) -> dict[str, object]:
         return asdict(self)
@@ -38,7 +40,7 @@ def write_result(run_dir: StoragePath, chunk: ChunkInfo, outcome: ChunkOutcome) 
     name = result_file(chunk.index)
     rows = [[a.conversion_id, a.session_id, a.initializer, a.holder, a.closer, a.ihc] for a in outcome.attributions]
     atomic_write_bytes(run_dir / name, orjson.dumps({"chunk": chunk.index, "rows": rows}))
-    return ChunkResult(chunk.index, name, len(rows), outcome.requests, outcome.attempts)
+    return ChunkResult(chunk.index, name, len(rows), outcome.requests, outcome.attempts, outcome.engine_parameters)
 
 
 def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) -> None:

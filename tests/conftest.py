@@ -34,7 +34,8 @@ os.environ.update(
 # Airflow puts the DAGs folder on sys.path of the processes it starts; do the same in-process.
 sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
-from include import warehouse  # noqa: E402
+from include import engine_parameters, engine_training, warehouse  # noqa: E402
+from include.engine_parameters import ParameterFile  # noqa: E402
 from include.local_server import ServerConfig, ServerThread  # noqa: E402
 from include.sample_data import SampleSpec, generate  # noqa: E402
 from tests import postgres_server  # noqa: E402
@@ -60,9 +61,22 @@ def sample_db(sample_db_template: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def trained_engine(sample_db_template: Path, test_root: Path) -> ParameterFile:
+    """The default conversion type trained on (a copy of) the sample, as the demo does it."""
+    db = test_root / "engine" / "challenge.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sample_db_template, db)
+    window = settings.DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+    trained = engine_training.train(
+        warehouse.sqlite_target(db), window, settings.DEFAULT_CONV_TYPE_ID, int(settings.LOOKBACK_DAYS.default)
+    )
+    return engine_parameters.read(engine_parameters.write(test_root / "engine", trained))
+
+
 @pytest.fixture
-def server_config() -> ServerConfig:
-    return ServerConfig()
+def server_config(trained_engine: ParameterFile) -> ServerConfig:
+    return ServerConfig(parameters={trained_engine.conv_type_id: trained_engine})
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -18,7 +19,6 @@ import pytest
 
 from include import pipeline
 from include.ihc_client import ApiTarget, ClientSettings
-from include.ihc_engine import ModelParameters
 from include.local_server import ServerConfig, ServerThread
 from include.results import result_file
 from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
@@ -59,11 +59,14 @@ def holds_write_lock(db: Path) -> bool:
         conn.close()
 
 
-def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db, tmp_path, local_server):
+def test_worker_killed_inside_write_attributions_leaves_the_old_state(
+    sample_db, tmp_path, local_server, trained_engine
+):
     old_chunks, old_results = attributed(sample_db, tmp_path / "old", local_server)
     pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path / "old", old_chunks, old_results)
     old = table(sample_db)
-    other = ServerConfig(parameters={"default": ModelParameters(weights=(0.6, 0.2, 0.2))})
+    reweighted = replace(trained_engine.parameters, weights=(0.6, 0.2, 0.2))
+    other = ServerConfig(parameters={"default": replace(trained_engine, parameters=reweighted)})
     with ServerThread(other) as url:
         chunks, results = attributed(sample_db, tmp_path / "new", url)
     with sqlite3.connect(sample_db) as conn:  # makes each insert slow enough to be caught mid-way
@@ -97,11 +100,11 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(sample_db,
     assert new != old and len(new) == len(old) == sum(c["sessions"] for c in chunks)
 
 
-def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server):
+def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server, server_config):
     window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(sample_db), WINDOW))
     extracted = pipeline.extract_step(sqlite_target(sample_db), window, tmp_path)
     chunks = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
-    slow = ServerConfig(latency_seconds=30)
+    slow = ServerConfig(parameters=server_config.parameters, latency_seconds=30)
     with ServerThread(slow) as slow_url:
         task = python(
             "from pathlib import Path; from include import pipeline; "

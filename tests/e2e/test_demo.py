@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include import settings
+from include import engine_parameters, settings
 
 
 def demo(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -44,6 +44,11 @@ def test_demo_runs_offline_prints_the_summary_and_reruns_identically(tmp_path: P
     csv = tmp_path / "data" / "output" / "channel_reporting.csv"
     assert str(csv) in first.stdout and csv.read_text().startswith("channel_name,date,cost,ihc,ihc_revenue,CPO,ROAS")
     assert (tmp_path / "airflow" / "airflow.db").is_file()
+    parameters = tmp_path / "data" / "engine" / "default.json"
+    assert f"local engine parameters   {parameters}" in first.stdout, "the summary names the trained engine"
+    trained = engine_parameters.read(parameters)
+    assert trained.trained_on.warehouse == f"SQLite {tmp_path / 'data' / 'challenge.db'}"
+    assert (trained.trained_on.start, trained.trained_on.end) == (settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
     before = tables(db)
     assert len(before[0]) > 3000
 

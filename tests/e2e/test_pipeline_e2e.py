@@ -70,7 +70,9 @@ def conversion_in_second_chunk(db: Path) -> str:
     return [j.conversion_id for j in journeys][CHUNK_SIZE]
 
 
-def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(dag, pipeline_env: Path, server_config):
+def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
+    dag, pipeline_env: Path, server_config, trained_engine
+):
     db = pipeline_env
     server_config.faults.append(Fault("500", times=2, conversion_id=conversion_in_second_chunk(db)))
 
@@ -99,6 +101,8 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(dag, pipelin
     summary = RunSummary.load(run_directory(Path(settings.work_base()), first.run_id) / SUMMARY_FILE)
     assert (summary.attributed, summary.chunks, summary.report_rows) == (len(sums), 4, len(stored))
     assert summary.conversions == summary.attributed + summary.without_sessions
+    assert summary.engine_parameters == [trained_engine.path]
+    assert f"local engine parameters   {trained_engine.path}" in summary.text()
     csv_lines = Path(summary.csv_path).read_text().splitlines()
     assert csv_lines[0] == "channel_name,date,cost,ihc,ihc_revenue,CPO,ROAS"
     assert len(csv_lines) == len(stored) + 1

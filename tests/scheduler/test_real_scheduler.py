@@ -33,7 +33,7 @@ def warehouse_db(sample_db_template: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(warehouse_db: Path, tmp_path_factory):
+def stack(warehouse_db: Path, tmp_path_factory, trained_engine):
     root = tmp_path_factory.mktemp("stack")
     extra_env = {
         "AIRFLOW_CONN_IHC_WAREHOUSE": orjson.dumps({"conn_type": "sqlite", "host": str(warehouse_db)}).decode(),
@@ -41,7 +41,11 @@ def stack(warehouse_db: Path, tmp_path_factory):
         "ATTRIBUTION_RETRY_DELAY_SECONDS": "1",
     }
     with LocalStack(
-        root / "airflow", port=_free_port(), extra_env=extra_env, server_args=["--latency-ms", "1000"]
+        root / "airflow",
+        port=_free_port(),
+        extra_env=extra_env,
+        server_args=["--latency-ms", "1000"],
+        engine_dir=Path(trained_engine.path).parent,
     ) as s:
         yield s
 

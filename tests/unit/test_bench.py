@@ -8,13 +8,26 @@ from include import bench
 from include.sample_data import SampleSpec
 
 
-def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path, local_server: str):
-    measures = bench.bench_dataset("tiny", SampleSpec(seed=7, scale=0.02), tmp_path, local_server, with_dag=False)
+def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
+    measures = bench.bench_dataset("tiny", SampleSpec(seed=7, scale=0.02), tmp_path, with_dag=False)
 
     stages = [m.stage for m in measures]
-    assert stages == ["generate (not a pipeline stage)", "init_db", "journeys", "api", "write", "report", "export"]
+    assert stages == [
+        "generate (not a pipeline stage)",
+        "init_db",
+        "journeys",
+        "train",
+        "api",
+        "write",
+        "report",
+        "export",
+    ]
     by_stage = {m.stage: m for m in measures}
     assert by_stage["journeys"].detail["journeys"] > 0
+    assert by_stage["train"].detail["journeys"] == by_stage["journeys"].detail["journeys"]
+    assert 0 < by_stage["train"].detail["train_s"] < by_stage["train"].seconds
+    assert (tmp_path / "tiny" / "engine" / "default.json").is_file()
+    assert by_stage["api"].detail["engine_cpu_ms_per_request"] > 0
     assert by_stage["write"].detail["rows"] > 0 and by_stage["write"].detail["rows_per_s"] > 0
     assert by_stage["api"].detail["efficiency"] > 0
     assert all(0 < m.peak_rss_mb < 1000 for m in measures[1:])

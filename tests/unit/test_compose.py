@@ -55,9 +55,13 @@ def test_init_creates_login_pool_variables_and_connections(compose):
     assert "connections add ihc_api" in script and "connections add ihc_warehouse" in script
 
 
-def test_local_ihc_server_is_the_default_api_target(compose):
+def test_local_ihc_server_is_the_default_api_target_and_trains_before_it_serves(compose):
     server = compose["services"]["ihc-local-api"]
-    assert "include.local_server" in " ".join(server["command"])
+    script = "\n".join(server["command"])
+    assert script.index("include.engine_training --ensure-default") < script.index("include.local_server")
+    assert "set -e" in script, "a failed training stops the service instead of serving without parameters"
+    # the sample database the training reads is written by airflow-init
+    assert server["depends_on"] == {"airflow-init": {"condition": "service_completed_successfully"}}
     assert "http://ihc-local-api:8765" in "\n".join(compose["services"]["airflow-init"]["command"])
 
 

@@ -1,15 +1,16 @@
-"""The offline IHC engine against ihc-model.md: test vector, sums, restart, weights, redistribution."""
+"""The offline IHC engine, rule by rule, on journeys computed by hand (docs/ihc-model.md)."""
 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from include.ihc_engine import (
     PHASES,
-    ModelParameters,
+    EngineParameters,
     RedistributionRule,
     Touchpoint,
     attribute_journey,
@@ -19,6 +20,18 @@ from include.ihc_engine import (
 )
 
 START = datetime(2023, 9, 1, 8, 0, 0)
+WEIGHTS = (0.323, 0.374, 0.303)
+# Initializer bounds 2 h .. 26 h; times-to-conversion uniform on 0 .. 100 h, so F(t) = t / 100;
+# closer levels 0.08 .. 0.70 on F's scale, i.e. 8 h .. 70 h here.
+PARAMS = EngineParameters(
+    initializer_start_hours=2.0,
+    initializer_end_hours=26.0,
+    toc_quantiles_hours=tuple(float(h) for h in range(101)),
+    closer_levels=(0.08, 0.70),
+    weights=WEIGHTS,
+    holder_power=2.5,
+    holder_divisor=4.0,
+)
 
 
 def make_journey(
@@ -53,108 +66,131 @@ def is_four_decimals(value: float) -> bool:
     return abs(value - round(value, 4)) < 1e-12
 
 
-# --- the published test vector -------------------------------------------------------------
-
-VECTOR_TIMESTAMPS = [
-    "2020-06-19 17:42:27",
-    "2020-06-20 22:50:01",
-    "2020-06-22 16:52:39",
-    "2020-06-24 21:52:33",
-    "2020-06-26 20:07:43",
-    "2020-06-27 16:31:47",
-]
-VECTOR_HOLDER = [0, 1, 1, 1, 1, 1]
-VECTOR_CLOSER = [0, 0, 0, 1, 1, 1]
-
-PUBLISHED_DEFAULT = {
-    "initializer": [0.602416, 0.051321, 0.092951, 0.125001, 0.105781, 0.02253],
-    "holder": [0, 0.372524, 0.344383, 0.203612, 0.079481, 0],
-    "closer": [0, 0, 0, 0.2515, 0.35232, 0.39618],
-}
-PUBLISHED_SECOND = {
-    "initializer": [0.82974, 0, 0.03194, 0.08513, 0.05319, 0],
-    "closer": [0, 0, 0, 0.197082, 0.364954, 0.437964],
-}
-SECOND_PARAMETERS = ModelParameters(initializer_start=1.5, initializer_end=8, closer_start=0, closer_end=5)
+# --- the time-to-conversion distribution ---------------------------------------------------
 
 
-def vector_journey() -> list[Touchpoint]:
-    return [
-        Touchpoint(f"s{i + 1}", datetime.fromisoformat(ts), "ch", h, c, int(i == 5))
-        for i, (ts, h, c) in enumerate(zip(VECTOR_TIMESTAMPS, VECTOR_HOLDER, VECTOR_CLOSER, strict=True))
-    ]
+def test_toc_share_interpolates_the_quantile_table() -> None:
+    assert PARAMS.toc_share(0) == 0.0
+    assert PARAMS.toc_share(30) == pytest.approx(0.30)
+    assert PARAMS.toc_share(30.5) == pytest.approx(0.305)
+    assert PARAMS.toc_share(100) == 1.0
+    assert PARAMS.toc_share(250) == 1.0
+    assert PARAMS.toc_share(-1) == 0.0
 
 
-def test_default_parameters_are_the_published_ones() -> None:
-    params = ModelParameters()
-    assert (params.initializer_start, params.initializer_end) == (0.54, 8.38)
-    assert (params.closer_start, params.closer_end) == (0.0, 7.53)
-    assert params.weights == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+def test_toc_share_of_a_tied_value_is_the_share_at_or_below_it() -> None:
+    # a quarter of the values are exactly 5 h: F(5) counts all of them
+    tied = replace(PARAMS, toc_quantiles_hours=(1.0, 5.0, 5.0, 9.0, 13.0))
+    assert tied.toc_share(5.0) == pytest.approx(0.5)
+    assert tied.toc_share(4.99) < 0.25
+    assert tied.toc_share(7.0) == pytest.approx(0.625)
 
 
-@pytest.mark.parametrize(
-    ("params", "published"),
-    [(ModelParameters(), PUBLISHED_DEFAULT), (SECOND_PARAMETERS, PUBLISHED_SECOND)],
-    ids=["I-0.54..8.38-C-0..7.53", "I-1.5..8-C-0..5"],
-)
-def test_phase_shares_reproduce_the_published_vector(params: ModelParameters, published: dict) -> None:
-    shares = phase_shares(vector_journey(), params)
-    assert len(shares) == 6
-    for p, phase in enumerate(PHASES):
-        if phase not in published:
-            continue
-        got = [row[p] for row in shares]
-        for i, (value, expected) in enumerate(zip(got, published[phase], strict=True)):
-            assert value == pytest.approx(expected, abs=1e-5), f"{phase} of session {i + 1}"
+# --- single session, hand-computed journeys ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("params", "published"),
-    [(ModelParameters(), PUBLISHED_DEFAULT), (SECOND_PARAMETERS, PUBLISHED_SECOND)],
-    ids=["I-0.54..8.38-C-0..7.53", "I-1.5..8-C-0..5"],
-)
-def test_attribute_journey_reproduces_the_published_vector(params: ModelParameters, published: dict) -> None:
-    result = attribute_journey(vector_journey(), params)
-    assert [s.session_id for s in result] == [f"s{i}" for i in range(1, 7)]
-    for phase, expected_values in published.items():
-        for i, (value, expected) in enumerate(zip(column(result, phase), expected_values, strict=True)):
-            assert value == pytest.approx(expected, abs=1e-4), f"{phase} of session {i + 1}"
-    if "holder" in published:
-        # all three phases have mass and the weights are equal: ihc is the mean of the phases
-        for i, s in enumerate(result):
-            # 4-decimal rounding plus the rounding rest (0.0001) put on the largest value
-            expected_ihc = sum(published[p][i] for p in PHASES) / 3
-            assert s.ihc == pytest.approx(expected_ihc, abs=2e-4), f"ihc of session {i + 1}"
-    for phase in (*PHASES, "ihc"):
-        assert sum(column(result, phase)) == pytest.approx(1, abs=1e-9)
-
-
-# --- single sessions, sums -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("holder", "closer"), [(0, 0), (1, 1), (1, 0)])
+@pytest.mark.parametrize(("holder", "closer"), [(0, 0), (1, 1), (1, 0), (0, 1)])
 def test_single_session_journey(holder: int, closer: int) -> None:
-    [only] = attribute_journey(make_journey([0], [holder], [closer]), ModelParameters())
+    [only] = attribute_journey(make_journey([0], [holder], [closer]), PARAMS)
     assert (only.initializer, only.holder, only.closer, only.ihc) == (1, 0, 1, 1)
 
 
+def test_three_session_journey_computed_by_hand() -> None:
+    # gaps 6 h and 24 h: muI = 1, (6-2)/24 = 1/6, (24-2)/24 = 11/12 -> I = 12/25, 2/25, 11/25
+    # toc of s1 30 h: F = 0.30, muC = 1 - (0.30-0.08)/0.62 = 20/31; s2 has closer_engagement 0;
+    # s3 converts: C = 20/51, 0, 31/51.
+    # holder raw_i = (sqrt(a b)^2.5 + (|a-b|/4)^2.5)^(1/2.5), a = 1 - I_i, b = 1 - C_i
+    # -> 0.28247, 0.48187, 0.23565; ihc = 0.323 I + 0.374 H + 0.303 C.
+    result = attribute_journey(make_journey([0, 6, 30], closer=[1, 0, 1]), PARAMS)
+    assert column(result, "initializer") == [0.48, 0.08, 0.44]
+    assert column(result, "closer") == [0.3922, 0, 0.6078]
+    # 0.2825 + 0.4819 + 0.2357 = 1.0001: the rest comes off the largest
+    assert column(result, "holder") == [0.2825, 0.4818, 0.2357]
+    assert column(result, "ihc") == [0.3795, 0.2061, 0.4144]
+
+
+def test_restart_at_a_long_gap_zeroes_everything_before_it() -> None:
+    # initializer bounds 2 .. 10 h: the gap of 19 h restarts the journey at the third session
+    params = replace(PARAMS, initializer_end_hours=10.0)
+    result = attribute_journey(make_journey([0, 1, 20, 21]), params)
+    for s in result[:2]:
+        assert (s.initializer, s.holder, s.closer, s.ihc) == (0, 0, 0, 0), s
+    assert column(result, "initializer") == [0, 0, 1, 0]
+    assert column(result, "closer") == [0, 0, 0.5, 0.5]
+    # the holder takes the initializer shares without the restart (1/2, 0, 1/2, 0) as its input
+    assert column(result, "holder") == [0, 0, 0.4129, 0.5871]
+    assert column(result, "ihc") == [0, 0, 0.6289, 0.3711]
+
+
+def test_restart_uses_the_last_long_gap() -> None:
+    params = replace(PARAMS, initializer_end_hours=10.0)
+    shares = phase_shares(make_journey([0, 40, 41, 80, 81]), params)
+    assert all(value == 0 for row in shares[:3] for value in row)
+    assert shares[3][0] == 1.0 and shares[4][2] > 0
+
+
+def test_without_a_long_gap_nothing_is_zeroed() -> None:
+    result = attribute_journey(make_journey([0, 3, 20, 25]), PARAMS)
+    assert all(s.ihc > 0 for s in result)
+
+
+def test_session_without_closer_engagement_gets_no_closer_share() -> None:
+    # s2 is 1 h before the conversion session (muC would be 1), but has closer_engagement 0
+    result = attribute_journey(make_journey([0, 5, 6], closer=[1, 0, 1]), PARAMS)
+    assert result[1].closer == 0
+    assert result[0].closer > 0 and result[2].closer > 0
+
+
+def test_the_conversion_session_closes_whatever_its_engagement() -> None:
+    result = attribute_journey(make_journey([0, 1], closer=[0, 0]), PARAMS)
+    assert column(result, "closer") == [0, 1]
+
+
+def test_closer_membership_falls_on_the_distribution_scale() -> None:
+    # tocs of 90 h, 39 h and 5 h: F = 0.9 (past 0.70: 0), 0.39 (halfway: 0.5), 0.05 (below 0.08: 1)
+    no_restart = replace(PARAMS, initializer_end_hours=100.0)
+    shares = phase_shares(make_journey([0, 51, 85, 90]), no_restart)
+    closer = [row[2] for row in shares]
+    assert closer == pytest.approx([0, 0.5 / 2.5, 1 / 2.5, 1 / 2.5])
+
+
 @pytest.mark.parametrize(
-    "hours",
-    [
-        [0, 1],
-        [0, 0, 0],
-        [0, 2, 30, 31, 100],
-        [0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
-        [0, 48, 96, 144, 192, 240],
-    ],
+    ("closer", "expected"),
+    [([0, 1], (0.5, 0.5)), ([1, 1], (0.1496, 0.8504))],
+    ids=["first-not-closer-eligible", "first-closer-eligible"],
 )
-def test_each_phase_with_mass_and_ihc_sum_to_exactly_one(hours: list[float]) -> None:
-    result = attribute_journey(make_journey(hours), ModelParameters())
-    for phase in (*PHASES, "ihc"):
-        values = column(result, phase)
-        if any(values):
-            assert sum(values) == pytest.approx(1, abs=1e-9), phase
-            assert all(is_four_decimals(v) for v in values), (phase, values)
+def test_two_session_holder(closer: list[int], expected: tuple[float, float]) -> None:
+    # gap 1 h: under the initializer start, and F(1 h) = 0.01 is under the first closer level.
+    # not eligible: I0 = (1, 0), C = (0, 1): raw = 1/4 each.
+    # eligible: C = (1/2, 1/2): raw = 0.125 and (0.5^1.25 + 0.125^2.5)^0.4 = 0.7108.
+    result = attribute_journey(make_journey([0, 1], closer=closer), PARAMS)
+    assert tuple(column(result, "holder")) == expected
+
+
+def test_holder_needs_holder_engagement() -> None:
+    result = attribute_journey(make_journey([0, 1, 2], holder=[1, 0, 1]), PARAMS)
+    assert result[1].holder == 0
+    assert result[0].holder > 0 and result[2].holder > 0
+
+
+def test_without_holder_mass_the_other_weights_are_renormalised() -> None:
+    journey = make_journey([0, 6, 30], holder=[0, 0, 0], closer=[1, 0, 1])
+    result = attribute_journey(journey, PARAMS)
+    assert column(result, "holder") == [0, 0, 0]
+    w_i, _, w_c = WEIGHTS
+    initializer, closer = [12 / 25, 2 / 25, 11 / 25], [20 / 51, 0, 31 / 51]
+    for s, i, c in zip(result, initializer, closer, strict=True):
+        assert s.ihc == pytest.approx((w_i * i + w_c * c) / (w_i + w_c), abs=1e-4)
+    assert sum(column(result, "ihc")) == pytest.approx(1, abs=1e-12)
+
+
+def test_offset_timestamps_score_like_their_utc_time() -> None:
+    plain = make_journey([0, 6, 30], closer=[1, 0, 1])
+    aware = [replace(tp, timestamp=tp.timestamp.replace(tzinfo=UTC)) for tp in plain]
+    assert attribute_journey(aware, PARAMS) == attribute_journey(plain, PARAMS)
+
+
+# --- sums and rounding ---------------------------------------------------------------------
 
 
 def test_round_to_one_puts_the_rest_on_the_largest_value() -> None:
@@ -164,22 +200,25 @@ def test_round_to_one_puts_the_rest_on_the_largest_value() -> None:
     assert round_to_one([0.0, 0.0]) == [0.0, 0.0]
 
 
-def test_random_journeys_sum_to_one_after_rounding() -> None:
+def test_every_phase_and_ihc_sum_to_one_on_random_journeys() -> None:
     rng = random.Random(20230901)
     labels = ["Paid Search Brand", "FB & IG Ads", "Direct Traffic", "Newsletter & Email"]
-    for case in range(300):
+    for case in range(400):
         n = rng.randint(1, 15)
         hours = [0.0]
         for _ in range(n - 1):
             hours.append(hours[-1] + rng.choice([0.0, rng.uniform(0, 5), rng.uniform(0, 72), rng.uniform(0, 400)]))
-        i_start = rng.uniform(0, 3)
-        c_start = rng.uniform(0, 2)
-        params = ModelParameters(
-            initializer_start=i_start,
-            initializer_end=i_start + rng.uniform(0.1, 10),
-            closer_start=c_start,
-            closer_end=c_start + rng.uniform(0.1, 10),
+        start = rng.uniform(0, 10)
+        tocs = sorted(rng.uniform(0, 200) for _ in range(rng.randint(2, 50)))
+        low = rng.uniform(0, 0.5)
+        params = EngineParameters(
+            initializer_start_hours=start,
+            initializer_end_hours=start + rng.choice([0.0, rng.uniform(0.1, 100)]),
+            toc_quantiles_hours=tuple(tocs),
+            closer_levels=(low, rng.uniform(low + 0.01, 1)),
             weights=(rng.uniform(0.05, 1), rng.uniform(0.05, 1), rng.uniform(0.05, 1)),
+            holder_power=rng.uniform(1, 4),
+            holder_divisor=rng.uniform(1, 8),
         )
         redistribution = None
         if rng.random() < 0.3:
@@ -198,9 +237,7 @@ def test_random_journeys_sum_to_one_after_rounding() -> None:
         )
         result = attribute_journey(journey, params, redistribution)
         assert [s.session_id for s in result] == [tp.session_id for tp in journey], case
-        # the first session after the restart always initializes, the conversion always closes
-        assert any(column(result, "initializer")), case
-        assert any(column(result, "closer")), case
+        assert any(column(result, "initializer")) and any(column(result, "closer")), case
         for phase in (*PHASES, "ihc"):
             values = column(result, phase)
             assert all(0 <= v <= 1 for v in values), (case, phase, values)
@@ -209,51 +246,10 @@ def test_random_journeys_sum_to_one_after_rounding() -> None:
                 assert sum(values) == pytest.approx(1, abs=1e-9), (case, phase, values)
 
 
-# --- restart, weights ----------------------------------------------------------------------
-
-
-def test_session_after_a_long_pause_zeroes_earlier_sessions() -> None:
-    # 10 days > initializer_end 8.38: the third session re-initialises the journey
-    hours = [0, 3, 240, 245, 250]
-    result = attribute_journey(make_journey(hours), ModelParameters())
-    for s in result[:2]:
-        assert (s.initializer, s.holder, s.closer, s.ihc) == (0, 0, 0, 0), s
-    assert result[2].initializer == max(column(result, "initializer"))
-    assert all(s.ihc > 0 for s in result[2:])
-    for phase in (*PHASES, "ihc"):
-        assert sum(column(result, phase)[2:]) == pytest.approx(1, abs=1e-9)
-
-
-def test_restart_uses_the_last_long_pause() -> None:
-    hours = [0, 240, 241, 480, 482]
-    shares = phase_shares(make_journey(hours), ModelParameters())
-    assert all(value == 0 for row in shares[:3] for value in row)
-    assert shares[3][0] > 0 and shares[4][2] > 0
-
-
-def test_without_a_long_pause_nothing_is_zeroed() -> None:
-    result = attribute_journey(make_journey([0, 3, 100, 105]), ModelParameters())
-    assert all(s.ihc > 0 for s in result)
-
-
-def test_phase_without_mass_renormalises_the_weights() -> None:
-    weights = (0.32, 0.37, 0.30)
-    params = ModelParameters(weights=weights)
-    journey = make_journey([0, 30, 60, 70], holder=[0, 0, 0, 0])
-    raw = phase_shares(journey, params)
-    assert all(row[1] == 0 for row in raw)
-    result = attribute_journey(journey, params)
-    assert column(result, "holder") == [0, 0, 0, 0]
-    for s, row in zip(result, raw, strict=True):
-        expected = (weights[0] * row[0] + weights[2] * row[2]) / (weights[0] + weights[2])
-        assert s.ihc == pytest.approx(expected, abs=1e-4)
-    assert sum(column(result, "ihc")) == pytest.approx(1, abs=1e-9)
-
-
 def test_phase_weights_apply_when_all_phases_have_mass() -> None:
     weights = (0.5, 0.3, 0.2)
-    params = ModelParameters(weights=weights)
-    journey = make_journey([0, 30, 60, 70])
+    params = replace(PARAMS, weights=weights)
+    journey = make_journey([0, 6, 30], closer=[1, 0, 1])
     raw = phase_shares(journey, params)
     assert all(sum(row[p] for row in raw) == pytest.approx(1) for p in range(3))
     result = attribute_journey(journey, params)
@@ -303,14 +299,12 @@ def test_giver_without_receiver_keeps_its_share() -> None:
 def test_redistribution_in_attribute_journey_recomputes_ihc() -> None:
     labels = ["Organic", "Display", "Organic", "Search"]
     journey = make_journey([0, 20, 40, 50], closer=[0, 1, 1, 1], labels=labels)
-    params = ModelParameters()
-    plain = attribute_journey(journey, params)
-    moved = attribute_journey(journey, params, {"closer": rule("earlier_sessions_only", labels=("Search",))})
+    plain = attribute_journey(journey, PARAMS)
+    moved = attribute_journey(journey, PARAMS, {"closer": rule("earlier_sessions_only", labels=("Search",))})
     assert moved[3].closer == 0
     assert plain[3].closer > 0
     assert moved[0].closer == plain[0].closer == 0  # no closer share: not above the threshold 0
-    raw = phase_shares(journey, params)
-    closer = [row[2] for row in raw]
+    closer = [row[2] for row in phase_shares(journey, PARAMS)]
     pool = closer[1] + closer[2]
     for i in (1, 2):
         assert moved[i].closer == pytest.approx(closer[i] + closer[3] * closer[i] / pool, abs=1e-4)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from include import local_server as local_server_module
+from include.ihc_client import ENGINE_PARAMETERS_HEADER
 from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY
 from tests.api_rows import journey as api_journey
@@ -22,7 +23,7 @@ ROW_KEYS = {"conversion_id", "session_id", "initializer", "holder", "closer", "i
 
 
 def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00") -> list[dict]:
-    return api_journey(conversion_id, sessions, start, step_hours=7)
+    return api_journey(conversion_id, sessions, start, step_hours=1)
 
 
 def post(
@@ -124,7 +125,10 @@ def test_too_many_sessions_is_rejected(local_server: str, server_config: ServerC
     assert "5 sessions" in body["message"]
 
 
-@pytest.mark.parametrize("timestamp", ["yesterday", "2023-13-01 10:00:00", "2023-09-01 25:00:00"])
+@pytest.mark.parametrize(
+    "timestamp",
+    ["yesterday", "2023-13-01 10:00:00", "2023-09-01 25:00:00", "2023-09-01T10:00:00", "2023-09-01 10:00:00 +4"],
+)
 def test_unparsable_timestamp_is_not_acceptable(local_server: str, timestamp: str) -> None:
     rows = journey("c1", 3)
     rows[1]["timestamp"] = timestamp
@@ -132,6 +136,34 @@ def test_unparsable_timestamp_is_not_acceptable(local_server: str, timestamp: st
     assert status == 406
     assert body["statusCode"] == 406
     assert "c1" in body["message"]
+
+
+def test_unknown_conversion_type_is_a_client_error_naming_it_and_the_known_ones(local_server: str) -> None:
+    status, _, body = post(local_server, body_of(journey("c1", 2)), conv_type_id="purchase")
+    assert status == 400
+    assert body["statusCode"] == 400
+    assert "conv_type_id 'purchase' has no trained engine parameters" in body["message"]
+    assert "known conversion types: default" in body["message"]
+
+
+def test_timestamps_with_a_utc_offset_score_like_their_utc_time(local_server: str) -> None:
+    plain = journey("c1", 3, start="2023-09-01 08:00:00")
+    offset = [dict(row) for row in plain]
+    offset[0]["timestamp"] = "2023-09-01 12:00:00 +0400"  # 08:00 UTC
+    offset[1]["timestamp"] = "2023-09-01 04:00:00 -0500"  # 09:00 UTC
+    offset[2]["timestamp"] = "2023-09-01 10:00:00 +00:00"
+    status, _, answer = post(local_server, body_of(offset))
+    assert status == 200
+    assert answer["value"] == post(local_server, body_of(plain))[2]["value"]
+    shifted = [dict(row) for row in plain]
+    shifted[0]["timestamp"] = "2023-09-01 08:00:00 +0400"  # 04:00 UTC: a longer first gap
+    assert post(local_server, body_of(shifted))[2]["value"] != answer["value"]
+
+
+def test_answers_name_the_engine_parameter_file(local_server: str, trained_engine) -> None:
+    status, headers, _ = post(local_server, body_of(journey("c1", 2)))
+    assert status == 200
+    assert headers[ENGINE_PARAMETERS_HEADER] == trained_engine.path
 
 
 def test_invalid_redistribution_direction_is_rejected(local_server: str) -> None:
@@ -327,7 +359,7 @@ def test_faults_can_be_replaced_on_a_running_server(local_server, server_config)
 
     assert control("PUT", b'[{"kind": "500", "times": 2, "conversion_id": "c9"}]')[0] == 200
     assert server_config.faults == [Fault("500", times=2, conversion_id="c9")]
-    assert control("GET") == (200, {"requests": 0, "faults_fired": 0})
+    assert control("GET") == (200, {"requests": 0, "faults_fired": 0, "engine_cpu_seconds": 0.0})
     assert control("PUT", b'[{"kind": "nope"}]')[0] == 400
     assert control("PUT", b"[]", key="wrong")[0] == 403
     assert control("PUT", b"[]")[0] == 200

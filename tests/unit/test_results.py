@@ -23,20 +23,32 @@ def test_write_result_and_iter_rows_round_trip(tmp_path):
     first = write_result(
         tmp_path,
         chunk(0, 2, sessions=2),
-        ChunkOutcome([attribution("c1", "s1", 0.25), attribution("c1", "s2", 0.75)], requests=1, attempts=3),
+        ChunkOutcome(
+            [attribution("c1", "s1", 0.25), attribution("c1", "s2", 0.75)],
+            requests=1,
+            attempts=3,
+            engine_parameters="/data/engine/default.json",
+        ),
     )
     second = write_result(
         tmp_path, chunk(1, 2, sessions=1), ChunkOutcome([attribution("c2", "s3", 1.0)], requests=2, attempts=2)
     )
 
-    assert first == ChunkResult(0, result_file(0), rows=2, requests=1, attempts=3)
-    assert second.rows == 1
+    assert first == ChunkResult(0, result_file(0), 2, 1, 3, "/data/engine/default.json")
+    assert second.rows == 1 and second.engine_parameters is None
     assert (second.requests, second.attempts) == (2, 2)
     assert (tmp_path / first.file).is_file()
     assert (tmp_path / first.file).parent == tmp_path / "results"
     assert first.file != second.file
     assert list(iter_rows(tmp_path, [first, second])) == [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s3", 1.0)]
-    assert first.to_xcom() == {"index": 0, "file": first.file, "rows": 2, "requests": 1, "attempts": 3}
+    assert first.to_xcom() == {
+        "index": 0,
+        "file": first.file,
+        "rows": 2,
+        "requests": 1,
+        "attempts": 3,
+        "engine_parameters": "/data/engine/default.json",
+    }
 
 
 def test_write_result_overwrites_a_previous_try(tmp_path):

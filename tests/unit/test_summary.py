@@ -69,6 +69,12 @@ def test_text_contains_the_key_numbers():
     assert any(line.split()[0] == "chunks" and line.split()[1] == "5" for line in lines)
 
 
+def test_text_names_the_local_engine_parameters_only_when_there_are_some():
+    assert "local engine parameters" not in make_summary().text()
+    text = make_summary(engine_parameters=["/data/engine/default.json"]).text()
+    assert "  local engine parameters   /data/engine/default.json" in text.splitlines()
+
+
 def test_text_without_unattributable_conversions_shows_no_examples():
     text = make_summary(without_sessions=0, without_sessions_ids=[]).text()
     assert "e.g." not in text
