@@ -12,7 +12,6 @@ distribution of all times-to-conversion, and levels, weights and holder constant
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
 from collections.abc import Iterable
@@ -29,8 +28,6 @@ from include.journeys import Journey, JourneyStats, build_journeys
 from include.sample_data import SampleSpec, generate
 from include.settings import DateRange, SettingError
 from include.warehouse import WarehouseError, WarehouseTarget
-
-log = logging.getLogger(__name__)
 
 GAP_PERCENTILES = (55.0, 90.0)
 CLOSER_LEVELS = (0.08, 0.70)
