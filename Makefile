@@ -35,9 +35,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+TRAIN_ARGS = $(strip $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") $(if $(CONV_TYPE),--conv-type "$(CONV_TYPE)") \
+	$(if $(START),--start "$(START)") $(if $(END),--end "$(END)"))
+
 engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys: writes data/engine/<conv_type>.json
-	$(BIN)/python -m include.engine_training $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") \
-	    $(if $(CONV_TYPE),--conv-type "$(CONV_TYPE)") $(if $(START),--start "$(START)") $(if $(END),--end "$(END)")
+	$(BIN)/python -m include.engine_training $(TRAIN_ARGS)
 
 server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(PORT) (key local-dev-key), each trained conversion type
 	$(BIN)/python -m include.engine_training --ensure-default

@@ -138,9 +138,8 @@ def warehouse_target(spec: str) -> WarehouseTarget:
         user = f"{parts.username}@" if parts.username else ""
         port = f":{parts.port}" if parts.port else ""
         return warehouse.postgres_target(spec, f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path}")
-    if spec.startswith("sqlite://"):
-        spec = spec.removeprefix("sqlite://")
-    return warehouse.sqlite_target(Path(spec))
+    # SQLAlchemy's form: sqlite:///relative/path, sqlite:////absolute/path
+    return warehouse.sqlite_target(Path(spec.removeprefix("sqlite:///")))
 
 
 def describe(trained: ParameterFile) -> str:
@@ -176,24 +175,34 @@ def sample_warehouse() -> Path:
 
 
 def ensure_default(folder: Path | None = None) -> ParameterFile:
-    """The default conversion type's parameters for the offline stacks: the sample warehouse
-    (generated if missing) trained on its range, unless a parameter file newer than the
-    warehouse is already there."""
+    """The default conversion type's parameters for the offline stacks.
+
+    Trains on the sample warehouse (generated if missing) over the sample range, unless the
+    folder already holds a default file that is newer than the warehouse, or that was trained on
+    something else (a user's own training is never replaced).
+    """
     folder = folder or engine_parameters.engine_dir()
     db = sample_warehouse()
+    target = warehouse.sqlite_target(db)
+    window = DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+    lookback_days = int(settings.LOOKBACK_DAYS.default)
     path = engine_parameters.file_for(folder, settings.DEFAULT_CONV_TYPE_ID)
-    # Recent writes may sit in the write-ahead log, not in the database file yet.
-    changed = max(p.stat().st_mtime for p in (db, db.with_name(db.name + "-wal")) if p.exists())
-    if path.exists() and path.stat().st_mtime >= changed:
-        return engine_parameters.read(path)
+    if path.exists():
+        existing = engine_parameters.read(path)
+        on = existing.trained_on
+        if (on.warehouse, on.start, on.end, on.lookback_days) != (
+            target.label,
+            window.start,
+            window.end,
+            lookback_days,
+        ):
+            return existing
+        # Recent writes may sit in the write-ahead log, not in the database file yet.
+        changed = max(p.stat().st_mtime for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        if path.stat().st_mtime >= changed:
+            return existing
     print(f"training the local IHC engine on {db} ...", flush=True)
-    return train_and_write(
-        warehouse.sqlite_target(db),
-        DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE),
-        settings.DEFAULT_CONV_TYPE_ID,
-        int(settings.LOOKBACK_DAYS.default),
-        folder,
-    )
+    return train_and_write(target, window, settings.DEFAULT_CONV_TYPE_ID, lookback_days, folder)
 
 
 def train_and_write(

@@ -99,7 +99,8 @@ class ServerConfig:
             raise BadRequestError(
                 400,
                 f"conv_type_id {conv_type_id!r} has no trained engine parameters on this server "
-                f"(known conversion types: {known}); 'make engine-train CONV_TYPE={conv_type_id}' trains it",
+                f"(known conversion types: {known}); 'make engine-train CONV_TYPE={conv_type_id}' trains it, "
+                "and the server reads parameter files when it starts",
             ) from None
 
     def set_faults(self, faults: list[Fault]) -> None:
@@ -420,7 +421,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"local IHC server on http://{args.host}:{args.port}", flush=True)
     for conv_type_id, trained in parameters.items():
         print(f"  conversion type {conv_type_id!r}: {trained.path}", flush=True)
-    web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    try:
+        web.run_app(make_app(config), host=args.host, port=args.port, print=None, access_log=None)
+    except OSError as exc:
+        sys.exit(f"local IHC server stopped: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":

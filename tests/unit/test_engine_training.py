@@ -176,7 +176,7 @@ def train_cli(*args: str, out: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_command_writes_the_file_named_for_the_conversion_type_and_prints_the_values(generated_sqlite, tmp_path):
-    done = train_cli("--warehouse", f"sqlite://{generated_sqlite}", "--conv-type", "purchase", out=tmp_path)
+    done = train_cli("--warehouse", f"sqlite:///{generated_sqlite}", "--conv-type", "purchase", out=tmp_path)
     assert done.returncode == 0, done.stderr
     trained = engine_parameters.read(tmp_path / "purchase.json")
     assert f"initializer bounds        {trained.parameters.initializer_start_hours:.2f} h" in done.stdout
@@ -227,3 +227,25 @@ def test_ensure_default_reuses_a_file_newer_than_the_warehouse_and_retrains_an_o
     os.utime(path, (stamp, stamp))  # newer than the warehouse: reused as it is
     assert engine_training.ensure_default(tmp_path / "engine") == first
     assert path.stat().st_mtime == stamp
+
+
+def test_ensure_default_keeps_a_default_file_the_user_trained_on_something_else(
+    sample_db_template: Path, tmp_path: Path, monkeypatch
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "challenge.db"
+    db.write_bytes(sample_db_template.read_bytes())
+    monkeypatch.setenv("ATTRIBUTION_DATA_DIR", str(data))
+    window = DateRange("2023-09-03", "2023-09-05")
+    own = engine_training.train_and_write(warehouse.sqlite_target(db), window, "default", 30, tmp_path / "engine")
+    os.utime(own.path, (1, 1))  # older than the warehouse, but not the sample's training
+    assert engine_training.ensure_default(tmp_path / "engine") == own
+    assert (own.trained_on.start, own.trained_on.end) == ("2023-09-03", "2023-09-05")
+
+
+def test_sqlite_urls_follow_the_sqlalchemy_form(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert engine_training.warehouse_target("sqlite:///data/x.db").label == "SQLite data/x.db"
+    assert engine_training.warehouse_target("sqlite:////abs/x.db").label == "SQLite /abs/x.db"
+    assert engine_training.warehouse_target("plain/x.db").label == "SQLite plain/x.db"
