@@ -13,7 +13,7 @@ PORT ?= 8765
 .PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
-	$(BIN)/python -m include.demo
+	$(BIN)/python -m tools.demo
 
 test: $(STAMP) postgres  ## the whole test suite
 	$(BIN)/python -m pytest
@@ -22,10 +22,10 @@ test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.
 	$(VENV2)/bin/python -m pytest tests/dags tests/e2e
 
 bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
-	$(BIN)/python -m include.bench
+	$(BIN)/python -m tools.bench
 
 airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:8080 with a real scheduler; Ctrl-C stops it
-	$(BIN)/python -m include.local_stack
+	$(BIN)/python -m tools.local_stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,11 +39,11 @@ TRAIN_ARGS = $(strip $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") $(if $(CONV_T
 	$(if $(START),--start "$(START)") $(if $(END),--end "$(END)"))
 
 engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys: writes data/engine/<conv_type>.json
-	$(BIN)/python -m include.engine_training $(TRAIN_ARGS)
+	$(BIN)/python -m tools.engine_training $(TRAIN_ARGS)
 
 server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(PORT) (key local-dev-key), each trained conversion type
-	$(BIN)/python -m include.engine_training --ensure-default
-	$(BIN)/python -m include.local_server --port $(PORT)
+	$(BIN)/python -m tools.engine_training --ensure-default
+	$(BIN)/python -m tools.local_server --port $(PORT)
 
 postgres:  ## the PostgreSQL server binaries the warehouse tests start (Debian package), unless a server is given
 	@if [ -z "$$ATTRIBUTION_TEST_POSTGRES_URL" ] && ! command -v initdb >/dev/null \

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from include import settings
-from include.local_airflow import airflow_env
+from tools.local_airflow import airflow_env
 
 _ROOT = Path(tempfile.mkdtemp(prefix="ihc-tests-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
@@ -34,11 +34,12 @@ os.environ.update(
 # Airflow puts the DAGs folder on sys.path of the processes it starts; do the same in-process.
 sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
-from include import engine_parameters, engine_training, warehouse  # noqa: E402
-from include.engine_parameters import ParameterFile  # noqa: E402
-from include.local_server import ServerConfig, ServerThread  # noqa: E402
-from include.sample_data import SampleSpec, generate  # noqa: E402
+from include import warehouse  # noqa: E402
 from tests import postgres_server  # noqa: E402
+from tools import engine_parameters, engine_training  # noqa: E402
+from tools.engine_parameters import ParameterFile  # noqa: E402
+from tools.local_server import ServerConfig, ServerThread  # noqa: E402
+from tools.sample_data import SampleSpec, generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")

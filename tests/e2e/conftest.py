@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from include import settings
-from include.local_airflow import local_api_connection
-from include.local_server import ServerConfig
 from tests.airflow_helpers import load_dag, migrate_metadata_db
+from tools.local_airflow import local_api_connection
+from tools.local_server import ServerConfig
 
 START, END = settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE
 CHUNK_SIZE = 500

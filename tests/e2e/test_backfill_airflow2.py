@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from include import warehouse
-from include.local_airflow import airflow_env, local_api_connection
 from include.settings import LOCAL_API_KEY
 from tests.airflow_helpers import AIRFLOW, DAG_ID, empty_outputs, snapshot
+from tools.local_airflow import airflow_env, local_api_connection
 
 airflow_version = pytest.importorskip("airflow").__version__
 pytestmark = pytest.mark.skipif(

@@ -19,11 +19,11 @@ import pytest
 
 from include import pipeline
 from include.ihc_client import ApiTarget, ClientSettings
-from include.local_server import ServerConfig, ServerThread
 from include.results import result_file
 from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
 from include.warehouse import WarehouseError, sqlite_target
 from tests.e2e.conftest import run, task_instances
+from tools.local_server import ServerConfig, ServerThread
 
 WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
 

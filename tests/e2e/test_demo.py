@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include import engine_parameters, settings
+from include import settings
+from tools import engine_parameters
 
 
 def demo(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "include.demo"],
+        [sys.executable, "-m", "tools.demo"],
         cwd=settings.PROJECT_ROOT,
         env=env,
         capture_output=True,

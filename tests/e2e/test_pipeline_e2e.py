@@ -14,10 +14,10 @@ import pytest
 
 from include import settings, warehouse
 from include.journeys import JourneyStats, build_journeys
-from include.local_server import Fault
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
 from tests.e2e.conftest import CHUNK_SIZE, END, START, run, task_instances
+from tools.local_server import Fault
 
 
 def table(db: Path, name: str, order: str) -> list[tuple]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from include import settings
-from include.local_airflow import local_api_connection
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
 from tests.e2e.conftest import run, task_instances
+from tools.local_airflow import local_api_connection
 
 SECRET = "sk-live-IHC-7f3a9c1e5b2d4f60-MUST-NOT-LEAK"
 WRONG = "sk-live-IHC-0000aaaa1111bbbb-WRONG-KEY"

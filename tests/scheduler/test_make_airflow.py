@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from include import settings
-from include.demo import free_port
+from tools.demo import free_port
 
 
 def command_line(process: psutil.Process) -> str:
@@ -35,7 +35,7 @@ def test_make_airflow_serves_the_ui_and_ctrl_c_stops_every_process(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTRIBUTION_"))}
     env |= {"ATTRIBUTION_AIRFLOW_HOME": str(tmp_path / "airflow"), "ATTRIBUTION_DATA_DIR": str(tmp_path / "data")}
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "include.local_stack", "--port", str(port)],
+        [sys.executable, "-m", "tools.local_stack", "--port", str(port)],
         cwd=settings.PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -53,7 +53,7 @@ def test_make_airflow_serves_the_ui_and_ctrl_c_stops_every_process(tmp_path: Pat
             assert response.status == 200
         children = psutil.Process(launcher.pid).children(recursive=True)
         names = " ".join(command_line(c) for c in children)
-        for component in ("api_server", "scheduler", "dag-processor", "triggerer", "include.local_server"):
+        for component in ("api_server", "scheduler", "dag-processor", "triggerer", "tools.local_server"):
             assert component in names, names
 
         launcher.send_signal(signal.SIGINT)

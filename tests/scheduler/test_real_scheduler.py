@@ -15,9 +15,9 @@ import pytest
 
 from include import settings, warehouse
 from include.journeys import JourneyStats, build_journeys
-from include.local_stack import LOGIN, LocalStack
 from tests.airflow_helpers import empty_outputs, snapshot
 from tests.airflow_rest import AirflowApi
+from tools.local_stack import LOGIN, LocalStack
 
 DAG_ID = "ihc_attribution"
 ATTEMPTS = 2
@@ -61,7 +61,7 @@ def api(stack: LocalStack) -> AirflowApi:
 
 
 def _free_port() -> int:
-    from include.demo import free_port
+    from tools.demo import free_port
 
     return free_port()
 

@@ -58,7 +58,7 @@ def test_init_creates_login_pool_variables_and_connections(compose):
 def test_local_ihc_server_is_the_default_api_target_and_trains_before_it_serves(compose):
     server = compose["services"]["ihc-local-api"]
     script = "\n".join(server["command"])
-    assert script.index("include.engine_training --ensure-default") < script.index("include.local_server")
+    assert script.index("tools.engine_training --ensure-default") < script.index("tools.local_server")
     assert "set -e" in script, "a failed training stops the service instead of serving without parameters"
     # the sample database the training reads is written by airflow-init
     assert server["depends_on"] == {"airflow-init": {"condition": "service_completed_successfully"}}
@@ -67,7 +67,7 @@ def test_local_ihc_server_is_the_default_api_target_and_trains_before_it_serves(
 
 def test_project_folders_are_mounted(compose):
     volumes = compose["x-airflow-common"]["volumes"]
-    for folder in ("dags", "include", "data", "logs"):
+    for folder in ("dags", "include", "tools", "data", "logs"):
         assert f"./{folder}:/opt/airflow/{folder}" in volumes
 
 
@@ -94,6 +94,6 @@ def test_warehouse_connection_can_be_the_compose_postgres(compose, env_file):
     assert env_file["IHC_WAREHOUSE"] == "sqlite"
     assert '"$${IHC_WAREHOUSE:-sqlite}" = postgres' in script
     postgres_branch = script.split("= postgres ]; then", 1)[1].split("else", 1)[0]
-    assert "include.postgres_load" in postgres_branch
+    assert "tools.postgres_load" in postgres_branch
     assert 'connections add ihc_warehouse --conn-uri "$${IHC_WAREHOUSE_POSTGRES_URL}"' in postgres_branch
     assert "providers-postgres" in (ROOT / "requirements.txt").read_text()

@@ -23,9 +23,9 @@ from include.ihc_client import (
     target_from_connection,
     validate_answer,
 )
-from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY, SettingError
 from tests.api_rows import journey
+from tools.local_server import Fault, ServerConfig
 
 FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
 

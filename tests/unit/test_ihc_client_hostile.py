@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from include.ihc_client import ApiTarget, ClientSettings, IhcApiError, attribute_journeys
-from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY
 from tests.api_rows import journey
+from tools.local_server import Fault, ServerConfig
 
 SETTINGS = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
 JOURNEYS = [journey("c1", 3), journey("c2", 2), journey("c3", 1)]

@@ -11,12 +11,12 @@ from upath import UPath
 
 from include import pipeline
 from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
-from include.local_server import Fault
 from include.results import ResultsError
 from include.runfiles import local_path
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
 from include.summary import SUMMARY_FILE
 from include.warehouse import sqlite_target
+from tools.local_server import Fault
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
 FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)

@@ -3,7 +3,7 @@
 An offline re-implementation of the IHC model as the current service computes it, not the
 commercial service itself: continuous hours, a linear initializer membership with a restart at
 long gaps, a closer membership on the distribution of times-to-conversion, a share-based holder
-and weighted phases. The parameters come from journeys (``include.engine_training``); the
+and weighted phases. The parameters come from journeys (``tools.engine_training``); the
 formulas and the training rule are in ``docs/ihc-model.md``.
 """
 

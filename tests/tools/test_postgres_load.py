@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from include import postgres_load, warehouse
+from include import warehouse
+from tools import postgres_load
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from include import engine_parameters, engine_training, settings, warehouse
-from include.engine_training import Samples, TrainingError, journey_samples, percentile, trained_parameters
+from include import settings, warehouse
 from include.journeys import Journey
 from include.records import Session
 from include.settings import DateRange
+from tools import engine_parameters, engine_training
+from tools.engine_training import Samples, TrainingError, journey_samples, percentile, trained_parameters
 
 WINDOW = DateRange("2023-09-01", "2023-09-07")
 MEAN_GAP_HOURS = 10.0
@@ -166,7 +167,7 @@ def test_a_range_without_multi_session_journeys_fails_naming_it_and_writes_nothi
 def train_cli(*args: str, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, engine_parameters.ENGINE_DIR_ENV: str(out)}
     return subprocess.run(
-        [sys.executable, "-m", "include.engine_training", *args],
+        [sys.executable, "-m", "tools.engine_training", *args],
         cwd=settings.PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -1,15 +1,15 @@
 """Local IHC server: the real API's HTTP contract over the offline engine, for tests and demos.
 
 Same path, auth header, per-request limits, status codes and response shape as
-``https://api.ihc-attribution.com``; attribution by ``include.ihc_engine`` (an offline
+``https://api.ihc-attribution.com``; attribution by ``tools.ihc_engine`` (an offline
 re-implementation of the model, trained per conversion type from journeys: not the commercial
 service). It serves each conversion type that has a parameter file in its engine folder
-(``include.engine_parameters``) and refuses the others; answers name that file in the
+(``tools.engine_parameters``) and refuses the others; answers name that file in the
 ``X-Ihc-Engine-Parameters`` header. Switches for latency and faults let tests exercise a
 client's retries over real HTTP; a running server's faults can be replaced with
 ``PUT /local/faults`` (a JSON list, same key; not part of the real API).
 
-Run it with ``python -m include.local_server`` (``--help`` lists the switches).
+Run it with ``python -m tools.local_server`` (``--help`` lists the switches).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from include import engine_parameters
-from include.engine_parameters import ParameterFile, ParameterFileError
 from include.ihc_client import ENGINE_PARAMETERS_HEADER
-from include.ihc_engine import PHASES, RedistributionRule, Touchpoint, attribute_journey
 from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
+from tools import engine_parameters
+from tools.engine_parameters import ParameterFile, ParameterFileError
+from tools.ihc_engine import PHASES, RedistributionRule, Touchpoint, attribute_journey
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ class ServerThread:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m include.local_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=LOCAL_API_HOST)
     parser.add_argument("--port", type=int, default=LOCAL_API_PORT)
     parser.add_argument(

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import orjson
 
-from include import engine_parameters, settings
-from include.demo import free_port, wait_for_port
-from include.engine_training import ensure_default
-from include.local_airflow import airflow_env, connection_env, local_api_connection
+from include import settings
+from tools import engine_parameters
+from tools.demo import free_port, wait_for_port
+from tools.engine_training import ensure_default
+from tools.local_airflow import airflow_env, connection_env, local_api_connection
 
 LOGIN = ("airflow", "airflow")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -114,7 +115,7 @@ class LocalStack:
         server = [
             sys.executable,
             "-m",
-            "include.local_server",
+            "tools.local_server",
             "--port",
             str(self.api_port),
             "--engine-dir",
@@ -175,7 +176,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.local_stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.local_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
     args = parser.parse_args(argv)
     trained = ensure_default()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from include.sample_data import CHANNELS, SampleSpec, generate
+from tools.sample_data import CHANNELS, SampleSpec, generate
 
 TABLES = ("conversions", "session_sources", "session_costs")
 

@@ -6,7 +6,7 @@ set, never one request's worth. The rule (docs/ihc-model.md): the initializer bo
 55th and 90th percentiles of all gaps between consecutive sessions, the closer uses the
 distribution of all times-to-conversion, and levels, weights and holder constants are fixed.
 
-``python -m include.engine_training --help``; ``make engine-train``.
+``python -m tools.engine_training --help``; ``make engine-train``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from include import engine_parameters, settings, warehouse
-from include.engine_parameters import ParameterFile, ParameterFileError, TrainedOn
-from include.ihc_engine import SECONDS_PER_HOUR, EngineParameters
+from include import settings, warehouse
 from include.journeys import Journey, JourneyStats, build_journeys
-from include.sample_data import SampleSpec, generate
 from include.settings import DateRange, SettingError
 from include.warehouse import WarehouseError, WarehouseTarget
+from tools import engine_parameters
+from tools.engine_parameters import ParameterFile, ParameterFileError, TrainedOn
+from tools.ihc_engine import SECONDS_PER_HOUR, EngineParameters
+from tools.sample_data import SampleSpec, generate
 
 GAP_PERCENTILES = (55.0, 90.0)
 CLOSER_LEVELS = (0.08, 0.70)
@@ -214,7 +215,7 @@ def train_and_write(
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m include.engine_training", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.engine_training", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--warehouse",
         help="SQLite file or postgresql:// URL (default: the sample database, generated if missing)",

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from include import local_server as local_server_module
 from include.ihc_client import ENGINE_PARAMETERS_HEADER
-from include.local_server import Fault, ServerConfig
 from include.settings import LOCAL_API_KEY
 from tests.api_rows import journey as api_journey
+from tools import local_server as local_server_module
+from tools.local_server import Fault, ServerConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"conversion_id", "session_id", "initializer", "holder", "closer", "ihc"}
@@ -334,7 +334,7 @@ def test_unknown_fault_kind_is_refused() -> None:
 
 def test_help_exits_zero() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "include.local_server", "--help"],
+        [sys.executable, "-m", "tools.local_server", "--help"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -369,7 +369,7 @@ def test_faults_can_be_replaced_on_a_running_server(local_server, server_config)
 def test_keys_are_compared_in_constant_time(local_server, monkeypatch):
     import hmac
 
-    import include.local_server as server_module
+    import tools.local_server as server_module
 
     compared = []
     original = hmac.compare_digest

@@ -6,7 +6,7 @@ from pathlib import Path
 import orjson
 
 from include import settings
-from include.local_airflow import airflow_env, local_api_connection
+from tools.local_airflow import airflow_env, local_api_connection
 
 
 def test_airflow_env_keeps_everything_inside_the_given_home(tmp_path: Path):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.ihc_engine import (
+from tools.ihc_engine import (
     PHASES,
     EngineParameters,
     RedistributionRule,

@@ -11,8 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from include import engine_parameters, settings
-from include.engine_parameters import ParameterFile, ParameterFileError
+from include import settings
+from tools import engine_parameters
+from tools.engine_parameters import ParameterFile, ParameterFileError
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_read_folder_keys_the_files_by_conversion_type(trained_engine: Parameter
 def start_server(engine_dir: Path) -> subprocess.CompletedProcess:
     """The server's command line; a start that fails exits before it listens."""
     return subprocess.run(
-        [sys.executable, "-m", "include.local_server", "--port", "0", "--engine-dir", str(engine_dir)],
+        [sys.executable, "-m", "tools.local_server", "--port", "0", "--engine-dir", str(engine_dir)],
         cwd=settings.PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import orjson
 
-from include import engine_parameters, settings
-from include.engine_training import ensure_default
-from include.local_airflow import airflow_env, local_api_connection
+from include import settings
 from include.summary import SUMMARY_FILE, RunSummary
+from tools import engine_parameters
+from tools.engine_training import ensure_default
+from tools.local_airflow import airflow_env, local_api_connection
 
 DAG_ID = "ihc_attribution"
 LOG_TAIL = 60
@@ -71,7 +72,7 @@ def main() -> int:
             print(f"Airflow set-up failed; see {log_path}", file=sys.stderr)
             return 1
         server = subprocess.Popen(
-            [sys.executable, "-m", "include.local_server", "--port", str(port), "--engine-dir", str(engine_dir)],
+            [sys.executable, "-m", "tools.local_server", "--port", str(port), "--engine-dir", str(engine_dir)],
             env=env,
             stdout=log,
             stderr=log,

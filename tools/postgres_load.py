@@ -1,6 +1,6 @@
 """Load a SQLite warehouse's input tables into PostgreSQL, creating the database if missing.
 
-``python -m include.postgres_load --sqlite data/challenge.db --url postgresql://u:p@host/db``
+``python -m tools.postgres_load --sqlite data/challenge.db --url postgresql://u:p@host/db``
 fills a PostgreSQL warehouse with the sample (docker compose does this). Tables that already
 hold rows are left alone unless ``--replace`` is given, so a rerun never wipes loaded data.
 """
@@ -39,7 +39,7 @@ def load(sqlite_path: Path, url: str, *, replace: bool = False) -> dict[str, int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m include.postgres_load", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.postgres_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sqlite", type=Path, required=True, help="SQLite warehouse to read")
     parser.add_argument("--url", required=True, help="postgresql://user:password@host:port/database")
     parser.add_argument("--replace", action="store_true", help="replace input rows already there")

@@ -6,7 +6,7 @@ and peak RSS are its own; the local IHC engine is trained on each dataset (a sta
 and the API phase talks to the local server, serving those parameters at a fixed latency, which
 reports the engine's CPU time. Writes ``bench/results.md`` with the machine it ran on.
 
-``python -m include.bench [--datasets 1x,100x-background,10x] [--work bench/data]``
+``python -m tools.bench [--datasets 1x,100x-background,10x] [--work bench/data]``
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include import engine_parameters, engine_training, pipeline, settings, warehouse
-from include.demo import free_port, wait_for_port
+from include import pipeline, settings, warehouse
 from include.ihc_client import ApiTarget, ClientSettings
-from include.local_airflow import airflow_env, connection_env, local_api_connection
-from include.sample_data import SampleSpec
+from tools import engine_parameters, engine_training
+from tools.demo import free_port, wait_for_port
+from tools.local_airflow import airflow_env, connection_env, local_api_connection
+from tools.sample_data import SampleSpec
 
 WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE), 30)
 LATENCY_MS = 50
@@ -52,7 +53,7 @@ class Measure:
 
 def run_stage(stage: str, db: Path, run_dir: Path, **extra: str) -> Measure:
     """One stage in a fresh process; its wall time and peak RSS (VmHWM) are the stage's own."""
-    args = [sys.executable, "-m", "include.bench", "stage", stage, "--db", str(db), "--run-dir", str(run_dir)]
+    args = [sys.executable, "-m", "tools.bench", "stage", stage, "--db", str(db), "--run-dir", str(run_dir)]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]
     started = time.perf_counter()
@@ -171,7 +172,7 @@ def generate(spec: SampleSpec, db: Path) -> Measure:
         [
             sys.executable,
             "-m",
-            "include.sample_data",
+            "tools.sample_data",
             "--out",
             str(db),
             "--seed",
@@ -200,7 +201,7 @@ def start_server(engine_dir: Path) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "include.local_server",
+            "tools.local_server",
             "--port",
             str(port),
             "--latency-ms",
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "stage":
         stage_main(argv[1:])
         return 0
-    parser = argparse.ArgumentParser(prog="python -m include.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--work", type=Path, default=settings.PROJECT_ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=settings.PROJECT_ROOT / "bench" / "results.md")

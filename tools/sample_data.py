@@ -5,7 +5,7 @@ Shaped after the published facts of the original ``challenge.db`` (DESIGN.md, "R
 before them, mostly short journeys with a long tail, a few users converting twice, sessions
 exactly at a conversion's timestamp, paid channels carrying the cost, some NULL costs.
 
-``python -m include.sample_data --out data/challenge.db`` writes it; ``--scale`` multiplies
+``python -m tools.sample_data --out data/challenge.db`` writes it; ``--scale`` multiplies
 everything, ``--background-factor`` only the non-converting traffic.
 """
 
@@ -238,7 +238,7 @@ def generate(path: Path, spec: SampleSpec) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m include.sample_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.sample_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="SQLite file to write (replaced)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies conversions and sessions")

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from include import settings
-from include.ihc_engine import PHASES, EngineParameters
+from tools.ihc_engine import PHASES, EngineParameters
 
 FORMAT_VERSION = 1
 ENGINE_DIR_ENV = "IHC_ENGINE_DIR"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from include import bench
-from include.sample_data import SampleSpec
+from tools import bench
+from tools.sample_data import SampleSpec
 
 
 def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):

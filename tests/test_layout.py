@@ -1,0 +1,61 @@
+"""The house rules, read from the code: the pipeline imports no tool and no Airflow, the DAG
+folder imports the pipeline and nothing of the tools, and every path the docs name exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from include import settings
+
+ROOT = settings.PROJECT_ROOT
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def top_level(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "include").glob("*.py")), ids=lambda p: p.name)
+def test_the_pipeline_package_imports_neither_tools_nor_airflow(path: Path) -> None:
+    assert top_level(imported_modules(path)) & {"tools", "airflow", "tests", "dags"} == set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "dags").glob("*.py")), ids=lambda p: p.name)
+def test_the_dag_folder_imports_the_pipeline_and_airflow_but_no_tool(path: Path) -> None:
+    assert "tools" not in top_level(imported_modules(path))
+
+
+def test_the_dag_file_imports_only_the_pipeline_its_helpers_and_the_compat_module() -> None:
+    ours = top_level(imported_modules(ROOT / "dags" / "ihc_attribution.py")) - {"__future__", "datetime", "pendulum"}
+    assert ours == {"include", "run_context", "airflow_compat"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tools").glob("*.py")), ids=lambda p: p.name)
+def test_tools_do_not_import_the_dags(path: Path) -> None:
+    assert top_level(imported_modules(path)) & {"dags", "run_context", "airflow_compat", "tests"} == set()
+
+
+# A path in backticks or a link target: a folder or file of this repository.
+PATH = re.compile(r"(?:`|\]\()((?:dags|include|tools|tests|docs|bench|\.ci)/[\w./-]*|[\w-]+\.(?:md|yml|txt|toml))[`)]")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_path_the_docs_name_exists(doc: Path) -> None:
+    named = {match.group(1).rstrip("/.") for match in PATH.finditer(doc.read_text())}
+    assert named, f"{doc.name} names no path at all: the pattern is wrong"
+    missing = sorted(name for name in named if not (ROOT / name).exists())
+    assert missing == [], f"{doc.name} names paths that do not exist"
