@@ -10,13 +10,16 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 # unset ones take the engine_training defaults (the sample database, "default", the sample range).
 PORT ?= 8765
 
-.PHONY: demo test test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
+.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m tools.demo
 
 test: $(STAMP) postgres  ## the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the edit loop: unit, tool, DAG and layout tests, no PostgreSQL server, no Airflow run
+	$(BIN)/python -m pytest -m "not postgres" tests/unit tests/tools tests/dags tests/test_layout.py
 
 test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.10
 	$(VENV2)/bin/python -m pytest tests/dags tests/e2e

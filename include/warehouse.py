@@ -359,13 +359,41 @@ class Warehouse:
             self.conn.cursor().execute("ROLLBACK")
 
 
+# What a driver error means, by its code: SQLite's primary result code, PostgreSQL's SQLSTATE
+# (message texts differ by driver and are translated by the server's locale).
+READ_ONLY = "read-only"
+LOCKED = "locked"
+NOT_UNIQUE = "not unique"
+_MEANINGS = {
+    sqlite3.SQLITE_READONLY: READ_ONLY,
+    sqlite3.SQLITE_PERM: READ_ONLY,
+    sqlite3.SQLITE_BUSY: LOCKED,
+    sqlite3.SQLITE_LOCKED: LOCKED,
+    sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY: NOT_UNIQUE,
+    sqlite3.SQLITE_CONSTRAINT_UNIQUE: NOT_UNIQUE,
+    "25006": READ_ONLY,  # read_only_sql_transaction
+    "42501": READ_ONLY,  # insufficient_privilege
+    "55P03": LOCKED,  # lock_not_available (lock_timeout)
+    "23505": NOT_UNIQUE,  # unique_violation
+}
+
+
+def error_meaning(exc: BaseException) -> str | None:
+    """READ_ONLY, LOCKED, NOT_UNIQUE or None, from the error's code (sqlite3, psycopg, psycopg2)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:  # an extended code, or its primary code (the low byte)
+        return _MEANINGS.get(code) or _MEANINGS.get(code & 0xFF)
+    return _MEANINGS.get(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None))
+
+
 def explain(exc: BaseException, label: str, *, file_based: bool) -> WarehouseError:
     """A warehouse error that says what is wrong with which warehouse, from the driver's terse message."""
     message = str(exc).strip()
-    if "readonly" in message or "read-only" in message or "permission denied" in message:
+    meaning = error_meaning(exc)
+    if meaning == READ_ONLY:
         where = " to the file and its folder" if file_based else ""
         return WarehouseError(f"warehouse {label} is read-only ({message}): the worker needs write access{where}")
-    if "locked" in message or "busy" in message or "lock timeout" in message:
+    if meaning == LOCKED:
         return WarehouseError(
             f"warehouse {label} is locked by another writer for longer than the lock timeout "
             f"({settings.warehouse_lock_timeout_seconds():g} s, env ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS)"
@@ -516,7 +544,7 @@ def replace_range_attributions(
         try:
             db.insert_many("attribution_customer_journey", ATTRIBUTION_COLUMNS, rows)
         except db.errors as exc:
-            if "unique" not in str(exc).lower():
+            if error_meaning(exc) != NOT_UNIQUE:
                 raise db.explain(exc) from exc
             raise WarehouseError(f"attribution rows are not unique per (conv_id, session_id): {exc}") from exc
         check = AttributionCheck(*db.execute(RANGE_ATTRIBUTION_CHECK, params).fetchone())

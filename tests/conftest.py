@@ -42,6 +42,16 @@ from tools.local_server import ServerConfig, ServerThread  # noqa: E402
 from tools.sample_data import SampleSpec, generate  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a PostgreSQL server, so the fast lane can leave them out."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if "postgres_server_url" in getattr(item, "fixturenames", ()) or "postgresql" in (
+            callspec.id if callspec else ""
+        ):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def test_root() -> Path:
     return _ROOT

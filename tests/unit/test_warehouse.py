@@ -334,6 +334,16 @@ def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db)
     assert not in_transaction(db)
 
 
+def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
+    with pytest.raises(WarehouseError) as raised:
+        warehouse.replace_range_attributions(
+            attribution_db, "2023-09-01", "2023-09-07", [("c1", None, 1.0)], tolerance=1e-3, expected_rows=1
+        )
+    assert "not unique" not in str(raised.value)
+    assert raised.value.__cause__ is not None
+    assert warehouse.error_meaning(raised.value.__cause__) is None
+
+
 # --- rebuild_report -----------------------------------------------------------------------------
 
 
