@@ -27,9 +27,8 @@ from datetime import timedelta
 import pendulum
 
 from include import pipeline, settings
-from include.chunks import JourneyTooLongError
 from include.ihc_client import IhcRejectedError
-from include.settings import RunWindow, SettingError
+from include.run_config import RunConfig
 
 import run_context
 from airflow_compat import (
@@ -66,26 +65,29 @@ from airflow_compat import (
 def ihc_attribution():
     @task
     def init_db() -> dict:
-        """Check the range and create the output tables and indexes if missing."""
-        return pipeline.prepare(run_context.warehouse(), run_context.run_window(get_current_context()))
+        """Read and check the run's configuration; create the output tables and indexes if missing."""
+        config = run_context.run_configuration(get_current_context())
+        pipeline.prepare(run_context.warehouse(), config.window)
+        return config.to_xcom()
 
     @task
-    def extract(window: dict) -> dict:
+    def extract(config: dict) -> dict:
         """The range's conversions and their users' sessions, streamed to run files."""
         return pipeline.extract_step(
-            run_context.warehouse(), RunWindow.from_xcom(window), run_context.run_dir(get_current_context())
+            run_context.warehouse(), RunConfig.from_xcom(config).window, run_context.run_dir(get_current_context())
         )
 
     @task
-    def build_journeys(window: dict, extracted: dict) -> list[dict]:
+    def build_journeys(config: dict, extracted: dict) -> list[dict]:
         """Journeys of whole sessions, written as chunk files; returns their paths and counts."""
+        run = RunConfig.from_xcom(config)
         return pipeline.journeys_step(
-            RunWindow.from_xcom(window),
+            run.window,
             extracted,
             run_context.run_dir(get_current_context()),
-            chunk_size=run_context.variable(settings.CHUNK_SIZE),
-            max_sessions=run_context.variable(settings.MAX_SESSIONS_PER_REQUEST),
-            max_bad_row_share=run_context.variable(settings.MAX_BAD_ROW_SHARE),
+            chunk_size=run.chunk_size,
+            max_sessions=run.client.max_sessions_per_request,
+            max_bad_row_share=run.max_bad_row_share,
         )
 
     @task(
@@ -98,54 +100,53 @@ def ihc_attribution():
         execution_timeout=timedelta(hours=1),
         map_index_template="{{ chunk_label }}",
     )
-    def attribute_chunk(chunk: dict) -> dict:
+    def attribute_chunk(chunk: dict, config: dict) -> dict:
         """Send one chunk's journeys to the IHC API and write its result file."""
         context = get_current_context()
         context["chunk_label"] = chunk["label"]
+        run = RunConfig.from_xcom(config, api_key=run_context.api_key())
         try:
-            return pipeline.attribute_step(
-                chunk, run_context.run_dir(context), run_context.api_target(), run_context.api_client_settings()
-            )
-        except (IhcRejectedError, JourneyTooLongError, SettingError) as exc:
+            return pipeline.attribute_step(chunk, run_context.run_dir(context), run.api, run.client)
+        except IhcRejectedError as exc:
             message = f"{chunk['label']}: {exc} (not retried: another try would meet the same refusal)"
             raise AirflowFailException(message) from None
 
     @task(trigger_rule="none_failed")
-    def write_attributions(window: dict, chunks: list[dict], results: list[dict] | None) -> dict:
+    def write_attributions(config: dict, chunks: list[dict], results: list[dict] | None) -> dict:
         """Replace the range's attributions by the chunk results, in one transaction."""
         return pipeline.write_step(
             run_context.warehouse(),
-            RunWindow.from_xcom(window),
+            RunConfig.from_xcom(config).window,
             run_context.run_dir(get_current_context()),
             list(chunks),
             mapped_outputs(results),
         )
 
     @task
-    def build_report(window: dict, written: dict) -> dict:
+    def build_report(config: dict, written: dict) -> dict:
         """Recompute channel_reporting for every session date the run can touch."""
-        return pipeline.report_step(run_context.warehouse(), RunWindow.from_xcom(window), written)
+        return pipeline.report_step(run_context.warehouse(), RunConfig.from_xcom(config).window, written)
 
     @task
-    def export_csv(window: dict, extracted: dict, written: dict, report: dict) -> dict:
+    def export_csv(config: dict, extracted: dict, written: dict, report: dict) -> dict:
         """channel_reporting as CSV with CPO and ROAS, and the run summary."""
         return pipeline.export_step(
             run_context.warehouse(),
             settings.output_dir() / "channel_reporting.csv",
             run_context.run_dir(get_current_context()),
-            RunWindow.from_xcom(window),
+            RunConfig.from_xcom(config).window,
             extracted,
             written,
             report,
         )
 
-    window = init_db()
-    extracted = extract(window)
-    chunks = build_journeys(window, extracted)
-    results = attribute_chunk.expand(chunk=chunks)
-    written = write_attributions(window, chunks, results)
-    report = build_report(window, written)
-    export_csv(window, extracted, written, report)
+    config = init_db()
+    extracted = extract(config)
+    chunks = build_journeys(config, extracted)
+    results = attribute_chunk.partial(config=config).expand(chunk=chunks)
+    written = write_attributions(config, chunks, results)
+    report = build_report(config, written)
+    export_csv(config, extracted, written, report)
 
 
 ihc_attribution()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from include import settings
-from include.ihc_client import ApiTarget, ClientSettings, client_settings, local_target, target_from_connection
+from include import run_config, settings
+from include.ihc_client import ApiTarget, local_target, target_from_connection
+from include.run_config import RunConfig
 from include.runfiles import StoragePath, run_directory
-from include.settings import DateRange, RunWindow, SettingError
+from include.settings import DateRange, SettingError
 from include.warehouse import WarehouseTarget, connect_postgres, sqlite_target
 
 from airflow_compat import ObjectStoragePath, get_connection, get_variable, postgres_hook, run_type
@@ -32,8 +33,9 @@ def date_range(context: dict) -> DateRange:
     return settings.resolve_date_range(params["start_date"], params["end_date"])
 
 
-def run_window(context: dict) -> RunWindow:
-    return RunWindow(date_range(context), variable(settings.LOOKBACK_DAYS))
+def run_configuration(context: dict) -> RunConfig:
+    """Every param, Variable and the API connection of this run, read and checked once."""
+    return run_config.resolve(date_range(context), get_variable, api_target())
 
 
 def run_dir(context: dict) -> StoragePath:
@@ -71,9 +73,6 @@ def api_target() -> ApiTarget:
     )
 
 
-def variable(var: settings.NumberVariable) -> float:
-    return var.parse(get_variable(var.name))
-
-
-def api_client_settings() -> ClientSettings:
-    return client_settings(get_variable)
+def api_key() -> str:
+    """The key alone, read where requests are sent: it never travels by XCom."""
+    return api_target().api_key

@@ -22,10 +22,6 @@ ApiRow = dict[str, object]
 ApiJourney = list[ApiRow]
 
 
-class JourneyTooLongError(ValueError):
-    """A journey in a chunk exceeds the current per-request session limit."""
-
-
 @dataclass(frozen=True)
 class ChunkInfo:
     """What the mapped task needs to know about its chunk: small enough for XCom."""
@@ -103,17 +99,15 @@ def read_chunk(path: StoragePath) -> list[ApiJourney]:
 
 
 def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
-    """Greedy, order-keeping packing of whole journeys under both per-request limits."""
+    """Greedy, order-keeping packing of whole journeys under both per-request limits.
+
+    No journey is longer than ``max_sessions``: the journey step trimmed them to the same limit,
+    read once for the run (include.run_config).
+    """
     requests: list[list[ApiJourney]] = []
     current: list[ApiJourney] = []
     current_sessions = 0
     for journey in journeys:
-        if len(journey) > max_sessions:
-            raise JourneyTooLongError(
-                f"journey {journey[0]['conversion_id']} has {len(journey)} sessions, more than the "
-                f"{max_sessions}-session request limit (lowered since build_journeys ran?); rerun the "
-                "DAG so journeys are trimmed to the current limit"
-            )
         if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
             requests.append(current)
             current, current_sessions = [], 0

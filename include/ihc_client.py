@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -89,19 +89,6 @@ def target_from_connection(
 def local_target() -> ApiTarget:
     """The bundled local server with its default key: the target when no connection is set."""
     return ApiTarget(cfg.local_api_url(), cfg.LOCAL_API_KEY, cfg.DEFAULT_CONV_TYPE_ID)
-
-
-def client_settings(lookup: Callable[[str], object]) -> ClientSettings:
-    """Client settings from a Variable lookup (name -> raw value or None)."""
-    return ClientSettings(
-        max_journeys_per_request=cfg.MAX_JOURNEYS_PER_REQUEST.parse(lookup(cfg.MAX_JOURNEYS_PER_REQUEST.name)),
-        max_sessions_per_request=cfg.MAX_SESSIONS_PER_REQUEST.parse(lookup(cfg.MAX_SESSIONS_PER_REQUEST.name)),
-        concurrency=cfg.REQUEST_CONCURRENCY.parse(lookup(cfg.REQUEST_CONCURRENCY.name)),
-        timeout_seconds=cfg.REQUEST_TIMEOUT_SECONDS.parse(lookup(cfg.REQUEST_TIMEOUT_SECONDS.name)),
-        max_attempts=cfg.MAX_ATTEMPTS.parse(lookup(cfg.MAX_ATTEMPTS.name)),
-        backoff_seconds=cfg.BACKOFF_SECONDS.parse(lookup(cfg.BACKOFF_SECONDS.name)),
-        budget_seconds=cfg.CHUNK_BUDGET_SECONDS.parse(lookup(cfg.CHUNK_BUDGET_SECONDS.name)),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,3 +179,18 @@ def test_warehouse_locked_past_the_busy_timeout_says_locked_and_where(sample_db,
         f"warehouse database {sample_db} is locked by another writer for longer than the lock timeout "
         "(0.5 s, env ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS)"
     )
+
+
+def test_a_bad_variable_fails_the_first_task_naming_it_before_anything_is_extracted(
+    dag, pipeline_env, monkeypatch, capfd, server_config
+):
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_REQUEST_CONCURRENCY", "four")
+
+    dag_run = run(dag)
+
+    tis = task_instances(dag_run)
+    assert str(tis[("init_db", -1)].state).endswith("failed")
+    assert not str(tis[("extract", -1)].state).endswith("success")
+    captured = capfd.readouterr()
+    assert "Variable ihc_request_concurrency='four' is not an integer" in captured.out + captured.err
+    assert server_config.requests == 0

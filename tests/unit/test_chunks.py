@@ -10,7 +10,6 @@ import pytest
 
 from include.chunks import (
     ChunkInfo,
-    JourneyTooLongError,
     effective_chunk_size,
     pack_requests,
     read_chunk,
@@ -166,17 +165,6 @@ def test_pack_requests_never_splits_keeps_order_and_limits(max_journeys, max_ses
 
 def test_pack_requests_empty():
     assert pack_requests([], max_journeys=100, max_sessions=3000) == []
-
-
-def test_pack_requests_raises_for_a_journey_above_max_sessions():
-    journeys = [api_journey("ok", 2), api_journey("too-long", 6)]
-    with pytest.raises(JourneyTooLongError) as info:
-        pack_requests(journeys, max_journeys=100, max_sessions=5)
-    message = str(info.value)
-    assert "too-long" in message
-    assert "6 sessions" in message
-    assert "5-session" in message
-    assert "rerun the DAG" in message
 
 
 # --- effective_chunk_size ----------------------------------------------------------------------

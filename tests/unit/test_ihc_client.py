@@ -82,15 +82,6 @@ def test_requests_follow_pack_requests(local_server: str, server_config: ServerC
     assert_complete(outcome.attributions, journeys)
 
 
-def test_journey_over_the_session_limit_is_refused_before_sending(
-    local_server: str, server_config: ServerConfig
-) -> None:
-    settings = ClientSettings(max_sessions_per_request=3, backoff_seconds=0.01)
-    with pytest.raises(ValueError, match="c2"):
-        attribute_journeys(journeys_of(2, 4), target(local_server), settings)
-    assert server_config.requests == 0
-
-
 def test_500_then_success_is_retried(local_server: str, server_config: ServerConfig) -> None:
     server_config.faults.append(Fault("500", times=1))
     journeys = journeys_of(2, 3)

@@ -1,0 +1,76 @@
+"""One run's configuration: every Variable, param and connection field it uses, read and checked
+once by the first task, then handed to the others by XCom.
+
+A bad Variable fails the first task naming it, before anything is extracted; a Variable changed
+while a run is going does not reach that run; the per-request limits the journeys are trimmed to
+are the ones the client packs requests by. The API key is the one thing left out of the XCom
+form: the task that sends requests reads it from the connection again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+from include import settings
+from include.ihc_client import ApiTarget, ClientSettings
+from include.settings import DateRange, RunWindow
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    window: RunWindow
+    chunk_size: int
+    max_bad_row_share: float
+    client: ClientSettings
+    api: ApiTarget
+
+    def to_xcom(self) -> dict[str, object]:
+        return {
+            "window": self.window.to_xcom(),
+            "chunk_size": self.chunk_size,
+            "max_bad_row_share": self.max_bad_row_share,
+            "client": asdict(self.client),
+            "api": {
+                "base_url": self.api.base_url,
+                "conv_type_id": self.api.conv_type_id,
+                "redistribution_parameter": self.api.redistribution_parameter,
+            },
+        }
+
+    @classmethod
+    def from_xcom(cls, data: dict, api_key: str = "") -> RunConfig:
+        return cls(
+            window=RunWindow.from_xcom(data["window"]),
+            chunk_size=int(data["chunk_size"]),
+            max_bad_row_share=float(data["max_bad_row_share"]),
+            client=ClientSettings(**data["client"]),
+            api=ApiTarget(api_key=api_key, **data["api"]),
+        )
+
+    def with_api_key(self, api_key: str) -> RunConfig:
+        return replace(self, api=replace(self.api, api_key=api_key))
+
+
+def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget) -> RunConfig:
+    """The run's configuration from its dates, a Variable lookup (name -> raw value or None) and
+    the API target; every Variable is parsed here, so the first bad one is named here."""
+
+    def value(var: settings.NumberVariable) -> float:
+        return var.parse(variable(var.name))
+
+    return RunConfig(
+        window=RunWindow(dates, int(value(settings.LOOKBACK_DAYS))),
+        chunk_size=int(value(settings.CHUNK_SIZE)),
+        max_bad_row_share=value(settings.MAX_BAD_ROW_SHARE),
+        client=ClientSettings(
+            max_journeys_per_request=int(value(settings.MAX_JOURNEYS_PER_REQUEST)),
+            max_sessions_per_request=int(value(settings.MAX_SESSIONS_PER_REQUEST)),
+            concurrency=int(value(settings.REQUEST_CONCURRENCY)),
+            timeout_seconds=value(settings.REQUEST_TIMEOUT_SECONDS),
+            max_attempts=int(value(settings.MAX_ATTEMPTS)),
+            backoff_seconds=value(settings.BACKOFF_SECONDS),
+            budget_seconds=value(settings.CHUNK_BUDGET_SECONDS),
+        ),
+        api=api,
+    )
