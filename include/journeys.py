@@ -1,6 +1,6 @@
 """Customer journeys: the sessions of a converting user before the conversion.
 
-Rules (DESIGN.md): a journey holds the user's sessions strictly before the conversion and not
+Rules (README, "Journey rules"): a journey holds the user's sessions strictly before the conversion and not
 older than the look-back window, in time order; the last one is the conversion session. A
 journey longer than the per-request session limit keeps its most recent sessions.
 

@@ -59,3 +59,11 @@ def test_every_path_the_docs_name_exists(doc: Path) -> None:
     assert named, f"{doc.name} names no path at all: the pattern is wrong"
     missing = sorted(name for name in named if not (ROOT / name).exists())
     assert missing == [], f"{doc.name} names paths that do not exist"
+
+
+def test_the_readme_lists_every_variable_with_its_declared_default() -> None:
+    rows = {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\|[^|]*\| Variable `(\w+)`[^|]*\| ([^|]+) \|$", DOCS[0].read_text(), re.M)
+    }
+    assert {v.name: v.default for v in settings.VARIABLES} == {name: float(value) for name, value in rows.items()}

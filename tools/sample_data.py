@@ -1,6 +1,6 @@
 """Synthetic challenge-shaped warehouse: deterministic for a seed, scalable by a factor.
 
-Shaped after the published facts of the original ``challenge.db`` (DESIGN.md, "Real data"):
+Shaped after the published facts of the original challenge database:
 16 channels over 10 days, conversions on the last 7, ~3 % of conversions without a session
 before them, mostly short journeys with a long tail, a few users converting twice, sessions
 exactly at a conversion's timestamp, paid channels carrying the cost, some NULL costs.

@@ -50,8 +50,11 @@ def test_init_creates_login_pool_variables_and_connections(compose):
     assert init["environment"]["_AIRFLOW_WWW_USER_USERNAME"] == "airflow"
     assert init["environment"]["_AIRFLOW_WWW_USER_PASSWORD"] == "airflow"
     assert f"pools set {settings.API_POOL}" in script
-    for variable in settings.VARIABLES[:5]:
-        assert f"variables set {variable.name} {variable.default}" in script
+    for variable in settings.VARIABLES:  # every declared Variable, with its declared default, if not set
+        assert f"variables get {variable.name} >/dev/null 2>&1 || airflow variables set {variable.name} " in script
+        set_default = re.search(rf"variables set {variable.name} (\S+)", script)
+        assert float(set_default.group(1)) == variable.default, variable.name
+    assert len(re.findall(r"variables set ihc_", script)) == len(settings.VARIABLES)
     assert "connections add ihc_api" in script and "connections add ihc_warehouse" in script
 
 
