@@ -137,7 +137,8 @@ def test_three_day_backfill_makes_three_runs_equal_to_one_manual_run(api, wareho
 
     assert sorted(r["logical_date"][:10] for r in runs) == ["2023-09-01", "2023-09-02", "2023-09-03"]
     assert {r["run_type"] for r in runs} == {"backfill"}
-    windows = sorted((w["start"], w["end"]) for w in (api.xcom(DAG_ID, r["dag_run_id"], "init_db") for r in runs))
+    configs = (api.xcom(DAG_ID, r["dag_run_id"], "init_db") for r in runs)
+    windows = sorted((c["window"]["start"], c["window"]["end"]) for c in configs)
     assert windows == [("2023-09-01", "2023-09-01"), ("2023-09-02", "2023-09-02"), ("2023-09-03", "2023-09-03")]
     by_backfill = snapshot(warehouse_db)
     assert by_backfill[0], "the backfill attributed nothing"
