@@ -12,13 +12,15 @@ from pathlib import Path
 
 import orjson
 
-from include import extract, warehouse
+from include.attributions import ChunkResult, check_complete, iter_rows, replace_range_attributions, write_result
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
+from include.export import write_csv
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
 from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
-from include.report import write_csv
-from include.results import ChunkResult, check_complete, iter_rows, write_result
+from include.report import rebuild_report, report_rows, report_window
 from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, read_bytes
+from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
 from include.warehouse import WarehouseTarget
@@ -30,7 +32,7 @@ STATS_FILE = "journeys_stats.json"
 
 def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
     with target.open() as db:
-        warehouse.init_schema(db)
+        init_schema(db)
     log.info(
         "warehouse %s ready; conversions from %s to %s, look-back %d days",
         target.label,
@@ -43,7 +45,7 @@ def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
 
 def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: StoragePath) -> dict:
     with target.open() as db:
-        result = extract.extract(db, window.dates, window.lookback_days, run_dir)
+        result = extract(db, window.dates, window.lookback_days, run_dir)
     log.info(
         "extracted %d conversions and %d sessions of their users (look-back %d days)",
         result.conversions,
@@ -64,8 +66,8 @@ def journeys_step(
     """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
     stats = JourneyStats()
     journeys = build_journeys(
-        extract.read_conversions(run_dir / extract.CONVERSIONS_FILE),
-        extract.read_sessions(run_dir / extract.SESSIONS_FILE),
+        read_conversions(run_dir / CONVERSIONS_FILE),
+        read_sessions(run_dir / SESSIONS_FILE),
         window.lookback_days,
         max_sessions,
         stats,
@@ -110,7 +112,7 @@ def write_step(
     check_complete(infos, chunk_results)
     expected = sum(c.sessions for c in infos)
     with target.open() as db:
-        check = warehouse.replace_range_attributions(
+        check = replace_range_attributions(
             db, window.dates.start, window.dates.end, iter_rows(run_dir, chunk_results), SUM_TOLERANCE, expected
         )
     log.info(
@@ -130,9 +132,9 @@ def write_step(
 
 def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None = None) -> dict:
     first_changed = (written or {}).get("first_session_date")
-    first, last = warehouse.report_window(window.dates.start, window.dates.end, window.lookback_days, first_changed)
+    first, last = report_window(window.dates.start, window.dates.end, window.lookback_days, first_changed)
     with target.open() as db:
-        totals = warehouse.rebuild_report(db, first, last)
+        totals = rebuild_report(db, first, last)
     log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)
     return asdict(totals)
 
@@ -150,7 +152,7 @@ def export_step(
     # Read and write under one lock: a run that read the table earlier cannot replace the CSV
     # of a run that read it later.
     with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")), target.open() as db:
-        rows = write_csv(warehouse.report_rows(db), csv_path)
+        rows = write_csv(report_rows(db), csv_path)
     log.info("wrote %d report rows to %s", rows, csv_path)
     summary = RunSummary(
         start=window.dates.start,

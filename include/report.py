@@ -1,53 +1,92 @@
-"""CSV export of channel_reporting with the two derived metrics, CPO and ROAS.
-
-CPO = cost / ihc (cost per attributed order), ROAS = ihc_revenue / cost (revenue per euro).
-A zero denominator leaves the cell empty: never inf, NaN or a made-up 0.
-"""
+"""The report: channel_reporting recomputed from the tables for the session dates a run can touch."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
 
-from include.runfiles import atomic_write_bytes
-from include.warehouse import ReportRow
+from include.warehouse import Warehouse
 
-HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
+DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first AND :last"
 
 
-def ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator > 0 else None
+NO_CHANNEL = "(no channel)"
 
 
-def fmt(value: float | None, decimals: int) -> str:
-    if value is None:
-        return ""
-    text = f"{value:.{decimals}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
+# Cost and attribution are aggregated separately and joined per (channel, day): joining costs
+# to attributions row by row would count a session's cost once per journey it is part of.
+# Sessions without a channel keep their cost, under "(no channel)"; malformed dates have no day.
+INSERT_REPORT_WINDOW = f"""
+    INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
+    WITH costs AS (
+        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+               s.event_date AS date, SUM(COALESCE(k.cost, 0)) AS cost
+        FROM session_sources s
+        LEFT JOIN session_costs k ON k.session_id = s.session_id
+        WHERE s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        GROUP BY 1, 2),
+    attributed AS (
+        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+               s.event_date AS date, SUM(a.ihc) AS ihc, SUM(a.ihc * COALESCE(c.revenue, 0)) AS ihc_revenue
+        FROM session_sources s
+        JOIN attribution_customer_journey a ON a.session_id = s.session_id
+        JOIN conversions c ON c.conv_id = a.conv_id
+        WHERE s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        GROUP BY 1, 2)
+    SELECT costs.channel_name, costs.date, costs.cost,
+           COALESCE(attributed.ihc, 0), COALESCE(attributed.ihc_revenue, 0)
+    FROM costs
+    LEFT JOIN attributed ON attributed.channel_name = costs.channel_name
+                        AND attributed.date = costs.date"""
 
 
-def csv_row(row: ReportRow) -> tuple[str, ...]:
-    return (
-        row.channel_name,
-        row.date,
-        fmt(row.cost, 2),
-        fmt(row.ihc, 4),
-        fmt(row.ihc_revenue, 2),
-        fmt(ratio(row.cost, row.ihc), 2),
-        fmt(ratio(row.ihc_revenue, row.cost), 4),
-    )
+REPORT_WINDOW_TOTALS = """
+    SELECT COUNT(*), COALESCE(SUM(cost), 0), COALESCE(SUM(ihc), 0), COALESCE(SUM(ihc_revenue), 0)
+    FROM channel_reporting WHERE date BETWEEN :first AND :last"""
 
 
-def write_csv(rows: Iterable[ReportRow], path: Path) -> int:
-    """Write the report atomically (temp file + rename); returns the number of data rows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HEADER)
-    count = 0
-    for row in rows:
-        writer.writerow(csv_row(row))
-        count += 1
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-    return count
+ALL_REPORT_ROWS = """
+    SELECT channel_name, date, cost, ihc, ihc_revenue
+    FROM channel_reporting ORDER BY date, channel_name"""
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    channel_name: str
+    date: str
+    cost: float
+    ihc: float
+    ihc_revenue: float
+
+
+@dataclass(frozen=True)
+class ReportTotals:
+    rows: int
+    cost: float
+    ihc: float
+    ihc_revenue: float
+
+
+def report_window(start: str, end: str, lookback_days: int, first_changed: str | None = None) -> tuple[str, str]:
+    """Session dates whose report rows a run over [start, end] can change.
+
+    ``first_changed`` is the earliest session date of the attributions the run replaced, which
+    lies further back when an earlier run used a longer look-back.
+    """
+    first = (date.fromisoformat(start) - timedelta(days=lookback_days)).isoformat()
+    return (min(first, first_changed) if first_changed else first), end
+
+
+def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:
+    """Recompute channel_reporting for the window from the tables, in one transaction."""
+    params = {"first": first, "last": last}
+    with db.transaction():
+        db.execute(DELETE_REPORT_WINDOW, params)
+        db.execute(INSERT_REPORT_WINDOW, params)
+        return ReportTotals(*db.execute(REPORT_WINDOW_TOTALS, params).fetchone())
+
+
+def report_rows(db: Warehouse) -> Iterator[ReportRow]:
+    for row in db.stream(ALL_REPORT_ROWS, {}):
+        yield ReportRow(*row)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from include import settings
+from include import schema, settings
 from tools.local_airflow import airflow_env
 
 _ROOT = Path(tempfile.mkdtemp(prefix="ihc-tests-"))
@@ -140,7 +140,7 @@ def sample_postgres_template(postgres_admin: warehouse.Warehouse, postgres_serve
     postgres_admin.execute(f"CREATE DATABASE {name}")
     dest = warehouse.postgres_target(_database_url(postgres_server_url, name), name)
     with warehouse.connect_sqlite(sample_db_template) as source, dest.open() as target:
-        warehouse.copy_inputs(source, target)
+        schema.copy_inputs(source, target)
     yield name
     postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 

@@ -21,7 +21,7 @@ from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from include import settings, warehouse
+from include import extract, schema, settings, warehouse
 from include.journeys import Journey, JourneyStats, build_journeys
 from include.settings import DateRange, SettingError
 from include.warehouse import WarehouseError, WarehouseTarget
@@ -102,10 +102,10 @@ def train(target: WarehouseTarget, window: DateRange, conv_type_id: str, lookbac
     """
     stats = JourneyStats()
     with target.open() as db:
-        warehouse.init_schema(db)
+        schema.init_schema(db)
         with db.snapshot():
-            conversions = list(warehouse.iter_conversions(db, window.start, window.end))
-            sessions = warehouse.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days)
+            conversions = list(extract.iter_conversions(db, window.start, window.end))
+            sessions = extract.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days)
             samples = journey_samples(
                 build_journeys(
                     conversions, sessions, lookback_days, int(settings.MAX_SESSIONS_PER_REQUEST.default), stats

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from include import warehouse
+from include import schema, warehouse
 
 
 def ensure_database(url: str) -> str:
@@ -31,11 +31,11 @@ def load(sqlite_path: Path, url: str, *, replace: bool = False) -> dict[str, int
     """Copy the input tables; None when the target already holds sessions and ``replace`` is off."""
     name = ensure_database(url)
     with warehouse.postgres_target(url, name).open() as dest:
-        warehouse.create_input_tables(dest)
+        schema.create_input_tables(dest)
         if not replace and dest.execute("SELECT 1 FROM session_sources LIMIT 1").fetchone():
             return None
         with warehouse.connect_sqlite(sqlite_path) as source:
-            return warehouse.copy_inputs(source, dest)
+            return schema.copy_inputs(source, dest)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from include import warehouse
+from include import schema, warehouse
 from include.settings import LOCAL_API_KEY
 from tests.airflow_helpers import AIRFLOW, DAG_ID, empty_outputs, snapshot
 from tools.local_airflow import airflow_env, local_api_connection
@@ -88,7 +88,7 @@ def db(sample_db_template: Path, tmp_path: Path) -> Path:
     path = tmp_path / "challenge.db"
     shutil.copyfile(sample_db_template, path)
     with warehouse.connect_sqlite(path) as conn:
-        warehouse.init_schema(conn)
+        schema.init_schema(conn)
     return path
 
 

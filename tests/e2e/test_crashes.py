@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from include import pipeline
+from include.attributions import result_file
 from include.ihc_client import ApiTarget, ClientSettings
-from include.results import result_file
 from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
 from include.warehouse import WarehouseError, sqlite_target
 from tests.e2e.conftest import run, task_instances

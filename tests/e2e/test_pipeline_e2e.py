@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from include import settings, warehouse
+from include import extract, schema, settings, warehouse
 from include.journeys import JourneyStats, build_journeys
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
@@ -59,10 +59,10 @@ def recomputed_report(db: Path) -> dict[tuple[str, str], tuple[float, float, flo
 def conversion_in_second_chunk(db: Path) -> str:
     stats = JourneyStats()
     conn = warehouse.connect_sqlite(db)
-    warehouse.init_schema(conn)
+    schema.init_schema(conn)
     journeys = build_journeys(
-        warehouse.iter_conversions(conn, START, END),
-        warehouse.iter_sessions_of_converting_users(conn, START, END, 30),
+        extract.iter_conversions(conn, START, END),
+        extract.iter_sessions_of_converting_users(conn, START, END, 30),
         30,
         3000,
         stats,

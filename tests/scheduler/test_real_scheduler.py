@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from include import settings, warehouse
+from include import extract, schema, settings, warehouse
 from include.journeys import JourneyStats, build_journeys
 from tests.airflow_helpers import empty_outputs, snapshot
 from tests.airflow_rest import AirflowApi
@@ -28,7 +28,7 @@ def warehouse_db(sample_db_template: Path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "challenge.db"
     shutil.copyfile(sample_db_template, path)
     with warehouse.connect_sqlite(path) as conn:
-        warehouse.init_schema(conn)
+        schema.init_schema(conn)
     return path
 
 
@@ -78,8 +78,8 @@ def set_faults(stack: LocalStack, faults: list[dict]) -> None:
 
 def journey_ids(db: Path, start: str, end: str) -> list[str]:
     conn = warehouse.connect_sqlite(db)
-    sessions = warehouse.iter_sessions_of_converting_users(conn, start, end, 30)
-    journeys = build_journeys(warehouse.iter_conversions(conn, start, end), sessions, 30, 3000, JourneyStats())
+    sessions = extract.iter_sessions_of_converting_users(conn, start, end, 30)
+    journeys = build_journeys(extract.iter_conversions(conn, start, end), sessions, 30, 3000, JourneyStats())
     return [j.conversion_id for j in journeys]
 
 

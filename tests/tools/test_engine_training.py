@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from include import settings, warehouse
+from include import schema, settings, warehouse
 from include.journeys import Journey
 from include.records import Session
 from include.settings import DateRange
@@ -102,11 +102,11 @@ def generated_rows(seed: int = 7) -> tuple[list[tuple], list[tuple], list[tuple]
 
 def fill(db: warehouse.Warehouse) -> None:
     sessions, conversions, costs = generated_rows()
-    warehouse.create_input_tables(db)
+    schema.create_input_tables(db)
     with db.transaction():
-        db.insert_many("session_sources", warehouse.INPUT_COLUMNS["session_sources"], sessions)
-        db.insert_many("conversions", warehouse.INPUT_COLUMNS["conversions"], conversions)
-        db.insert_many("session_costs", warehouse.INPUT_COLUMNS["session_costs"], costs)
+        db.insert_many("session_sources", schema.INPUT_COLUMNS["session_sources"], sessions)
+        db.insert_many("conversions", schema.INPUT_COLUMNS["conversions"], conversions)
+        db.insert_many("session_costs", schema.INPUT_COLUMNS["session_costs"], costs)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from include import warehouse
+from include import schema, warehouse
 from tools import postgres_load
 from tools.sample_data import SampleSpec, generate
 
@@ -23,7 +23,7 @@ def small_sample(tmp_path_factory) -> Path:
 
 def table_counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in warehouse.INPUT_COLUMNS}
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in schema.INPUT_COLUMNS}
 
 
 @pytest.fixture

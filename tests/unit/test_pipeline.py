@@ -10,8 +10,8 @@ import pytest
 from upath import UPath
 
 from include import pipeline
+from include.attributions import ResultsError
 from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
-from include.results import ResultsError
 from include.runfiles import local_path
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
 from include.summary import SUMMARY_FILE

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from include import warehouse
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
+from include import attributions, extract, report, schema, warehouse
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, read_conversions, read_sessions
 from include.journeys import JourneyStats, build_journeys
 from include.records import Conversion
+from include.schema import INPUT_COLUMNS
 from include.settings import DateRange
-from include.warehouse import INPUT_COLUMNS, WarehouseError
+from include.warehouse import WarehouseError
 
 OUTPUT_TABLES = {"attribution_customer_journey", "channel_reporting"}
 INDEXES = {
@@ -70,11 +71,11 @@ def in_transaction(db) -> bool:
     return status != 0  # IDLE
 
 
-def attributions(db):
+def stored_attributions(db):
     return sorted(db.execute("SELECT conv_id, session_id, ihc FROM attribution_customer_journey").fetchall())
 
 
-def report(db):
+def stored_report(db):
     return db.execute(
         "SELECT channel_name, date, cost, ihc, ihc_revenue FROM channel_reporting ORDER BY 1, 2"
     ).fetchall()
@@ -87,7 +88,7 @@ def db(request, tmp_path):
         database = warehouse.connect_sqlite(tmp_path / "w.db", create=True)
     else:
         database = warehouse.postgres_target(request.getfixturevalue("postgres_url"), "test").open()
-    warehouse.create_input_tables(database)
+    schema.create_input_tables(database)
     yield database
     database.close()
 
@@ -115,7 +116,7 @@ def test_connect_create_makes_the_file(tmp_path):
 
 def test_init_schema_creates_output_tables_and_indexes(db):
     assert not OUTPUT_TABLES & table_names(db, "table")
-    warehouse.init_schema(db)
+    schema.init_schema(db)
     assert table_names(db, "table") >= OUTPUT_TABLES
     assert table_names(db, "index") >= INDEXES
     assert primary_key(db, "attribution_customer_journey") == ["conv_id", "session_id"]
@@ -124,26 +125,26 @@ def test_init_schema_creates_output_tables_and_indexes(db):
 
 
 def test_init_schema_is_idempotent_and_keeps_data(db):
-    warehouse.init_schema(db)
+    schema.init_schema(db)
     add_conversions(db, [("c1", "u1", "2023-09-01 10:00:00", 5.0)])
     db.execute("INSERT INTO attribution_customer_journey VALUES ('c1', 's1', 1.0)")
     db.execute("INSERT INTO channel_reporting VALUES ('Referral', '2023-09-01', 1.0, 1.0, 5.0)")
     tables, indexes = table_names(db, "table"), table_names(db, "index")
 
-    warehouse.init_schema(db)
-    warehouse.init_schema(db)
+    schema.init_schema(db)
+    schema.init_schema(db)
 
     assert table_names(db, "table") == tables
     assert table_names(db, "index") == indexes
-    assert attributions(db) == [("c1", "s1", 1.0)]
-    assert report(db) == [("Referral", "2023-09-01", 1.0, 1.0, 5.0)]
+    assert stored_attributions(db) == [("c1", "s1", 1.0)]
+    assert stored_report(db) == [("Referral", "2023-09-01", 1.0, 1.0, 5.0)]
 
 
 @pytest.mark.parametrize("missing", ["session_sources", "conversions", "session_costs"])
 def test_missing_input_table_is_named(db, missing):
     db.execute(f"DROP TABLE {missing}")
     with pytest.raises(WarehouseError) as info:
-        warehouse.init_schema(db)
+        schema.init_schema(db)
     assert repr(missing) in str(info.value)
     assert not OUTPUT_TABLES & table_names(db, "table")
 
@@ -155,7 +156,7 @@ def test_missing_input_table_is_named(db, missing):
 def test_missing_input_column_is_named(db, table, column):
     db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     with pytest.raises(WarehouseError) as info:
-        warehouse.init_schema(db)
+        schema.init_schema(db)
     assert table in str(info.value)
     assert column in str(info.value)
 
@@ -192,7 +193,7 @@ def extract_db(db):
 
 
 def test_extract_returns_the_range_conversions_and_converting_users_sessions(extract_db, tmp_path):
-    result = extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
+    result = extract.extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
 
     assert result.conversions == 3
     assert result.revenue == pytest.approx(150.0)
@@ -223,21 +224,21 @@ def test_extract_returns_the_range_conversions_and_converting_users_sessions(ext
 
 
 def test_extract_single_day_range(extract_db, tmp_path):
-    extract(extract_db, DateRange("2023-09-05", "2023-09-05"), lookback_days=30, run_dir=tmp_path)
+    extract.extract(extract_db, DateRange("2023-09-05", "2023-09-05"), lookback_days=30, run_dir=tmp_path)
     assert [c.conv_id for c in read_conversions(tmp_path / CONVERSIONS_FILE)] == ["c2"]
     assert {s.user_id for s in read_sessions(tmp_path / SESSIONS_FILE)} == {"u2"}
 
 
 def test_extract_shorter_lookback_drops_older_sessions(extract_db, tmp_path):
-    extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=3, run_dir=tmp_path)
+    extract.extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=3, run_dir=tmp_path)
     session_ids = {s.session_id for s in read_sessions(tmp_path / SESSIONS_FILE)}
     assert "s3" not in session_ids  # 2023-08-20 is more than 3 days before u2's first conversion
     assert {"s1", "s2", "s4"} <= session_ids
 
 
 def test_count_conversions(extract_db):
-    assert warehouse.count_conversions(extract_db, "2023-09-01", "2023-09-07") == (3, pytest.approx(150.0))
-    assert warehouse.count_conversions(extract_db, "2024-01-01", "2024-01-31") == (0, 0)
+    assert extract.count_conversions(extract_db, "2023-09-01", "2023-09-07") == (3, pytest.approx(150.0))
+    assert extract.count_conversions(extract_db, "2024-01-01", "2024-01-31") == (0, 0)
 
 
 # --- replace_range_attributions -----------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_count_conversions(extract_db):
 
 @pytest.fixture
 def attribution_db(db):
-    warehouse.init_schema(db)
+    schema.init_schema(db)
     add_conversions(
         db,
         [
@@ -260,7 +261,7 @@ def attribution_db(db):
 
 def test_replace_range_attributions_replaces_the_range(attribution_db):
     db = attribution_db
-    first = warehouse.replace_range_attributions(
+    first = attributions.replace_range_attributions(
         db,
         "2023-09-01",
         "2023-09-07",
@@ -270,28 +271,28 @@ def test_replace_range_attributions_replaces_the_range(attribution_db):
     )
     assert (first.conversions, first.rows) == (2, 3)
     assert first.max_sum_error == pytest.approx(0.0, abs=1e-9)
-    assert attributions(db) == [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c_out", "sx", 1.0)]
+    assert stored_attributions(db) == [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c_out", "sx", 1.0)]
 
-    second = warehouse.replace_range_attributions(
+    second = attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)]), tolerance=1e-3, expected_rows=2
     )
     assert (second.conversions, second.rows) == (1, 2)
-    assert attributions(db) == [("c1", "s2", 0.5), ("c1", "s9", 0.5), ("c_out", "sx", 1.0)]
+    assert stored_attributions(db) == [("c1", "s2", 0.5), ("c1", "s9", 0.5), ("c_out", "sx", 1.0)]
 
 
 def test_replace_range_attributions_only_touches_its_range(attribution_db):
     db = attribution_db
-    warehouse.replace_range_attributions(
+    attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
-    warehouse.replace_range_attributions(
+    attributions.replace_range_attributions(
         db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0)], tolerance=1e-3, expected_rows=1
     )
-    assert attributions(db) == [("c1", "s1", 1.0), ("c2", "s4", 1.0), ("c_out", "sx", 1.0)]
+    assert stored_attributions(db) == [("c1", "s1", 1.0), ("c2", "s4", 1.0), ("c_out", "sx", 1.0)]
 
 
 def test_replace_range_attributions_accepts_rounding_within_tolerance(attribution_db):
-    check = warehouse.replace_range_attributions(
+    check = attributions.replace_range_attributions(
         attribution_db,
         "2023-09-01",
         "2023-09-07",
@@ -311,32 +312,32 @@ def test_replace_range_attributions_accepts_rounding_within_tolerance(attributio
 )
 def test_replace_range_attributions_rolls_back_when_sum_is_off(attribution_db, bad_rows):
     db = attribution_db
-    warehouse.replace_range_attributions(
+    attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
-    before = attributions(db)
+    before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="sum of ihc"):
-        warehouse.replace_range_attributions(
+        attributions.replace_range_attributions(
             db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3, expected_rows=len(bad_rows)
         )
-    assert attributions(db) == before
+    assert stored_attributions(db) == before
     assert not in_transaction(db)
 
 
 def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db):
     db = attribution_db
-    before = attributions(db)
+    before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="not unique"):
-        warehouse.replace_range_attributions(
+        attributions.replace_range_attributions(
             db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3, expected_rows=2
         )
-    assert attributions(db) == before
+    assert stored_attributions(db) == before
     assert not in_transaction(db)
 
 
 def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
     with pytest.raises(WarehouseError) as raised:
-        warehouse.replace_range_attributions(
+        attributions.replace_range_attributions(
             attribution_db, "2023-09-01", "2023-09-07", [("c1", None, 1.0)], tolerance=1e-3, expected_rows=1
         )
     assert "not unique" not in str(raised.value)
@@ -349,7 +350,7 @@ def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
 
 @pytest.fixture
 def report_db(db):
-    warehouse.init_schema(db)
+    schema.init_schema(db)
     add_sessions(
         db,
         [
@@ -374,7 +375,7 @@ def report_db(db):
     )
     db.insert_many(
         "attribution_customer_journey",
-        warehouse.ATTRIBUTION_COLUMNS,
+        attributions.ATTRIBUTION_COLUMNS,
         [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s1", 0.1), ("c2", "s2", 0.2), ("c2", "s5", 0.7)],
     )
     db.insert_many(
@@ -391,8 +392,8 @@ def report_db(db):
 
 
 def test_rebuild_report_math(report_db):
-    totals = warehouse.rebuild_report(report_db, "2023-09-01", "2023-09-02")
-    rows = {(r[0], r[1]): r[2:] for r in report(report_db)}
+    totals = report.rebuild_report(report_db, "2023-09-01", "2023-09-02")
+    rows = {(r[0], r[1]): r[2:] for r in stored_report(report_db)}
 
     # cost: s1 + s2 once each although both are in two journeys, plus unattributed s3
     cost, ihc, ihc_revenue = rows[("Paid", "2023-09-01")]
@@ -411,8 +412,8 @@ def test_rebuild_report_math(report_db):
 
 
 def test_rebuild_report_leaves_rows_outside_the_window_untouched(report_db):
-    warehouse.rebuild_report(report_db, "2023-09-01", "2023-09-02")
-    rows = {(r[0], r[1]): r[2:] for r in report(report_db)}
+    report.rebuild_report(report_db, "2023-09-01", "2023-09-02")
+    rows = {(r[0], r[1]): r[2:] for r in stored_report(report_db)}
     assert rows[("Paid", "2023-08-30")] == (111.0, 2.0, 3.0)
     assert rows[("Paid", "2023-09-03")] == (222.0, 4.0, 5.0)
     assert ("Gone", "2023-09-01") not in rows
@@ -427,15 +428,15 @@ def test_rebuild_report_leaves_rows_outside_the_window_untouched(report_db):
 
 
 def test_rebuild_report_is_idempotent(report_db):
-    first_totals = warehouse.rebuild_report(report_db, "2023-09-01", "2023-09-02")
-    first = report(report_db)
-    second_totals = warehouse.rebuild_report(report_db, "2023-09-01", "2023-09-02")
-    assert report(report_db) == first
+    first_totals = report.rebuild_report(report_db, "2023-09-01", "2023-09-02")
+    first = stored_report(report_db)
+    second_totals = report.rebuild_report(report_db, "2023-09-01", "2023-09-02")
+    assert stored_report(report_db) == first
     assert second_totals == first_totals
 
 
 def test_rebuild_report_cost_matches_session_costs(report_db):
-    warehouse.rebuild_report(report_db, "2023-08-01", "2023-09-30")
+    report.rebuild_report(report_db, "2023-08-01", "2023-09-30")
     report_cost = report_db.execute("SELECT SUM(cost) FROM channel_reporting").fetchone()[0]
     table_cost = report_db.execute("SELECT SUM(COALESCE(cost, 0)) FROM session_costs").fetchone()[0]
     assert report_cost == pytest.approx(table_cost)
@@ -444,8 +445,8 @@ def test_rebuild_report_cost_matches_session_costs(report_db):
 
 
 def test_report_rows_are_ordered_by_date_then_channel(report_db):
-    warehouse.rebuild_report(report_db, "2023-09-01", "2023-09-02")
-    keys = [(r.date, r.channel_name) for r in warehouse.report_rows(report_db)]
+    report.rebuild_report(report_db, "2023-09-01", "2023-09-02")
+    keys = [(r.date, r.channel_name) for r in report.report_rows(report_db)]
     assert keys == sorted(keys)
     assert keys[0] == ("2023-08-30", "Paid")
 
@@ -460,7 +461,7 @@ def test_report_rows_are_ordered_by_date_then_channel(report_db):
     ],
 )
 def test_report_window(start, end, lookback, expected):
-    assert warehouse.report_window(start, end, lookback) == expected
+    assert report.report_window(start, end, lookback) == expected
 
 
 def test_transaction_rolls_back_on_error(db):
@@ -473,15 +474,15 @@ def test_transaction_rolls_back_on_error(db):
 
 def test_replace_range_attributions_rolls_back_when_the_row_count_differs(attribution_db):
     db = attribution_db
-    warehouse.replace_range_attributions(
+    attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
-    before = attributions(db)
+    before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="1 attribution rows would be stored for 2 sessions sent"):
-        warehouse.replace_range_attributions(
+        attributions.replace_range_attributions(
             db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], tolerance=1e-3, expected_rows=2
         )
-    assert attributions(db) == before
+    assert stored_attributions(db) == before
 
 
 def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attribution_db):
@@ -494,19 +495,19 @@ def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attributi
             ("s3", "u2", "2023-09-01 10:00:00", "B"),
         ],
     )
-    first = warehouse.replace_range_attributions(
+    first = attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     assert first.first_session_date == "2023-08-20"
-    second = warehouse.replace_range_attributions(
+    second = attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     assert second.first_session_date == "2023-08-20", "the replaced rows' dates count too"
-    third = warehouse.replace_range_attributions(
+    third = attributions.replace_range_attributions(
         db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     assert third.first_session_date == "2023-08-30"
-    assert warehouse.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
+    assert report.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
 
 
 def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_path):
@@ -517,8 +518,8 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
             "revenue NUMERIC(12, 2))"
         )
         db.execute("CREATE TABLE session_costs (session_id TEXT PRIMARY KEY, cost NUMERIC(12, 4))")
-        warehouse.create_input_tables(db)
-        warehouse.init_schema(db)
+        schema.create_input_tables(db)
+        schema.init_schema(db)
         add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 100.25)])
         add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid")])
         add_costs(db, [("s1", 1.5)])
@@ -528,9 +529,9 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
         assert list(read_conversions(tmp_path / CONVERSIONS_FILE)) == [
             Conversion("c1", "u1", "2023-09-02 12:00:00", 100.25)
         ]
-        warehouse.replace_range_attributions(db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], 1e-3, 1)
-        totals = warehouse.rebuild_report(db, "2023-09-01", "2023-09-07")
-        assert totals == warehouse.ReportTotals(1, 1.5, 1.0, 100.25)
+        attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], 1e-3, 1)
+        totals = report.rebuild_report(db, "2023-09-01", "2023-09-07")
+        assert totals == report.ReportTotals(1, 1.5, 1.0, 100.25)
         assert all(type(value) is float for value in (totals.cost, totals.ihc, totals.ihc_revenue))
 
 
@@ -539,7 +540,7 @@ def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgre
     which puts 'a1' before 'B3') must not reorder them, or users would silently lose journeys."""
     users = ["a1", "a-2", "B3", "b1", "_z"]
     with warehouse.postgres_target(postgres_url, "icu").open() as db:
-        warehouse.create_input_tables(db)
+        schema.create_input_tables(db)
         for table in ("session_sources", "conversions"):
             db.execute(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE TEXT COLLATE "en-US-x-icu"')
         add_conversions(db, [(f"c-{u}", u, "2023-09-02 12:00:00", 10.0) for u in users])
@@ -559,7 +560,7 @@ def test_an_impossible_conversion_date_is_a_bad_row_not_a_failed_extract(db, tmp
     add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 10.0), ("c_bad", "u2", "2023-09-31 12:00:00", 5.0)])
     add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid"), ("s2", "u2", "2023-09-01 10:00:00", "Paid")])
 
-    result = extract(db, DateRange("2023-09-01", "2023-10-05"), lookback_days=30, run_dir=tmp_path)
+    result = extract.extract(db, DateRange("2023-09-01", "2023-10-05"), lookback_days=30, run_dir=tmp_path)
 
     assert result.conversions == 2
     stats = JourneyStats()
@@ -576,7 +577,7 @@ def test_postgres_write_lock_timeout_names_the_cause_and_leaves_no_transaction(p
     monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.2")
     target = warehouse.postgres_target(postgres_url, "locked")
     with target.open() as holder, target.open() as db:
-        warehouse.create_input_tables(db)
+        schema.create_input_tables(db)
         with holder.transaction():
             with pytest.raises(WarehouseError, match=r"locked by another writer .*\(0\.2 s"), db.transaction():
                 db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from include.report import HEADER, csv_row, fmt, ratio, write_csv
-from include.warehouse import ReportRow
+from include.export import HEADER, csv_row, fmt, ratio, write_csv
+from include.report import ReportRow
 
 
 def read_csv(path):

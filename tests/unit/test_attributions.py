@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from include.attributions import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
 from include.chunks import ChunkInfo
 from include.ihc_client import Attribution, ChunkOutcome
-from include.results import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
 
 
 def chunk(index: int, total: int, sessions: int, journeys: int = 1) -> ChunkInfo:

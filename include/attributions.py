@@ -1,0 +1,149 @@
+"""The attributions: per-chunk result files written by the API tasks, and the range's rows of
+attribution_customer_journey replaced by the writer task in one checked transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import orjson
+
+from include.chunks import ChunkInfo
+from include.ihc_client import ChunkOutcome
+from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
+from include.warehouse import NOT_UNIQUE, Warehouse, WarehouseError, error_meaning
+
+
+class ResultsError(RuntimeError):
+    """A chunk's result is missing or does not match its chunk."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What the writer needs to know about one attributed chunk: small enough for XCom."""
+
+    index: int
+    file: str  # relative to the run folder
+    rows: int
+    requests: int
+    attempts: int
+    # The local server's parameter file, when the local server answered.
+    engine_parameters: str | None = None
+
+    def to_xcom(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def result_file(index: int) -> str:
+    return f"results/chunk-{index:04d}.json"
+
+
+def write_result(run_dir: StoragePath, chunk: ChunkInfo, outcome: ChunkOutcome) -> ChunkResult:
+    name = result_file(chunk.index)
+    rows = [[a.conversion_id, a.session_id, a.initializer, a.holder, a.closer, a.ihc] for a in outcome.attributions]
+    atomic_write_bytes(run_dir / name, orjson.dumps({"chunk": chunk.index, "rows": rows}))
+    return ChunkResult(chunk.index, name, len(rows), outcome.requests, outcome.attempts, outcome.engine_parameters)
+
+
+def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) -> None:
+    """Every chunk has exactly one result holding as many rows as the chunk has sessions."""
+    by_index = {r.index: r for r in results}
+    missing = [c.label for c in chunks if c.index not in by_index]
+    if missing:
+        raise ResultsError(f"{len(missing)} chunks have no result ({', '.join(missing[:5])}); nothing was written")
+    if len(by_index) != len(results) or len(results) != len(chunks):
+        raise ResultsError(
+            f"{len(results)} results for {len(chunks)} chunks (a duplicate or unknown chunk); nothing was written"
+        )
+    for chunk in chunks:
+        if by_index[chunk.index].rows != chunk.sessions:
+            raise ResultsError(
+                f"{chunk.label}: {by_index[chunk.index].rows} attributed sessions for "
+                f"{chunk.sessions} sent; nothing was written"
+            )
+
+
+def iter_rows(run_dir: StoragePath, results: Sequence[ChunkResult]) -> Iterator[tuple[str, str, float]]:
+    """(conv_id, session_id, ihc) of every result file, one file in memory at a time."""
+    for result in results:
+        path = run_dir / result.file
+        try:
+            payload = orjson.loads(read_bytes(path))
+            if payload["chunk"] != result.index:
+                raise ValueError(f"it holds chunk {payload['chunk']}, not {result.index}")
+            rows = [(conv_id, session_id, ihc) for conv_id, session_id, *_, ihc in payload["rows"]]
+        except FileNotFoundError:
+            raise ResultsError(f"result file {path} is missing") from None
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"result file {path} is not a valid result: {exc}") from None
+        yield from rows
+
+
+DELETE_RANGE_ATTRIBUTIONS = """
+    DELETE FROM attribution_customer_journey
+    WHERE conv_id IN (SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end)"""
+
+
+RANGE_FIRST_SESSION_DATE = """
+    SELECT MIN(s.event_date) FROM attribution_customer_journey a
+    JOIN session_sources s ON s.session_id = a.session_id
+    WHERE a.conv_id IN (SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end)"""
+
+
+RANGE_ATTRIBUTION_CHECK = """
+    SELECT COUNT(*), CAST(COALESCE(SUM(n_rows), 0) AS BIGINT), COALESCE(MAX(ABS(total - 1)), 0) FROM (
+        SELECT a.conv_id, SUM(a.ihc) AS total, COUNT(*) AS n_rows
+        FROM attribution_customer_journey a
+        JOIN conversions c ON c.conv_id = a.conv_id
+        WHERE c.conv_date BETWEEN :start AND :end
+        GROUP BY a.conv_id) AS per_conversion"""
+
+
+ATTRIBUTION_COLUMNS = ("conv_id", "session_id", "ihc")
+
+
+@dataclass(frozen=True)
+class AttributionCheck:
+    conversions: int
+    rows: int
+    max_sum_error: float
+    first_session_date: str | None = None
+
+
+def replace_range_attributions(
+    db: Warehouse,
+    start: str,
+    end: str,
+    rows: Iterable[tuple[str, str, float]],
+    tolerance: float,
+    expected_rows: int,
+) -> AttributionCheck:
+    """Swap the range's attributions for ``rows`` in one transaction, checking Σ ihc = 1.
+
+    Also returns the earliest session date of the old or new rows: the report must be rebuilt
+    from there, even when the look-back was longer on an earlier run.
+    """
+    params = {"start": start, "end": end}
+    with db.transaction():
+        old_first = db.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
+        db.execute(DELETE_RANGE_ATTRIBUTIONS, params)
+        try:
+            db.insert_many("attribution_customer_journey", ATTRIBUTION_COLUMNS, rows)
+        except db.errors as exc:
+            if error_meaning(exc) != NOT_UNIQUE:
+                raise db.explain(exc) from exc
+            raise WarehouseError(f"attribution rows are not unique per (conv_id, session_id): {exc}") from exc
+        check = AttributionCheck(*db.execute(RANGE_ATTRIBUTION_CHECK, params).fetchone())
+        if check.rows != expected_rows:
+            raise WarehouseError(
+                f"{check.rows} attribution rows would be stored for {expected_rows} sessions sent "
+                "(a conversion changed since extract?); nothing was written"
+            )
+        if check.max_sum_error > tolerance:
+            raise WarehouseError(
+                f"sum of ihc per conversion is off by up to {check.max_sum_error:.6f} "
+                f"(tolerance {tolerance}); nothing was written"
+            )
+        new_first = db.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
+    firsts = [d for d in (old_first, new_first) if d]
+    return AttributionCheck(check.conversions, check.rows, check.max_sum_error, min(firsts) if firsts else None)

@@ -1,0 +1,53 @@
+"""CSV export of channel_reporting with the two derived metrics, CPO and ROAS.
+
+CPO = cost / ihc (cost per attributed order), ROAS = ihc_revenue / cost (revenue per euro).
+A zero denominator leaves the cell empty: never inf, NaN or a made-up 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from include.report import ReportRow
+from include.runfiles import atomic_write_bytes
+
+HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def csv_row(row: ReportRow) -> tuple[str, ...]:
+    return (
+        row.channel_name,
+        row.date,
+        fmt(row.cost, 2),
+        fmt(row.ihc, 4),
+        fmt(row.ihc_revenue, 2),
+        fmt(ratio(row.cost, row.ihc), 2),
+        fmt(ratio(row.ihc_revenue, row.cost), 4),
+    )
+
+
+def write_csv(rows: Iterable[ReportRow], path: Path) -> int:
+    """Write the report atomically (temp file + rename); returns the number of data rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HEADER)
+    count = 0
+    for row in rows:
+        writer.writerow(csv_row(row))
+        count += 1
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return count

@@ -1,0 +1,95 @@
+"""The tables: the challenge's input tables the pipeline reads, and the output tables and indexes
+it creates if missing."""
+
+from __future__ import annotations
+
+from include.warehouse import Warehouse, WarehouseError
+
+INPUT_COLUMNS = {
+    "session_sources": (
+        "session_id",
+        "user_id",
+        "event_date",
+        "event_time",
+        "channel_name",
+        "holder_engagement",
+        "closer_engagement",
+        "impression_interaction",
+    ),
+    "conversions": ("conv_id", "user_id", "conv_date", "conv_time", "revenue"),
+    "session_costs": ("session_id", "cost"),
+}
+
+
+# The challenge's input tables, for warehouses that the tools here fill (tests, compose, copies).
+INPUT_DDL = (
+    """CREATE TABLE IF NOT EXISTS session_sources (
+        session_id TEXT NOT NULL PRIMARY KEY, user_id TEXT, event_date TEXT, event_time TEXT,
+        channel_name TEXT, holder_engagement INTEGER, closer_engagement INTEGER,
+        impression_interaction INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS conversions (
+        conv_id TEXT NOT NULL PRIMARY KEY, user_id TEXT, conv_date TEXT, conv_time TEXT, revenue {float})""",
+    "CREATE TABLE IF NOT EXISTS session_costs (session_id TEXT NOT NULL PRIMARY KEY, cost {float})",
+)
+
+
+OUTPUT_DDL = (
+    """CREATE TABLE IF NOT EXISTS attribution_customer_journey (
+        conv_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        ihc {float} NOT NULL,
+        PRIMARY KEY (conv_id, session_id))""",
+    """CREATE TABLE IF NOT EXISTS channel_reporting (
+        channel_name TEXT NOT NULL,
+        date TEXT NOT NULL,
+        cost {float} NOT NULL,
+        ihc {float} NOT NULL,
+        ihc_revenue {float} NOT NULL,
+        PRIMARY KEY (channel_name, date))""",
+)
+
+
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_session_sources_user_time ON session_sources (user_id, event_date, event_time)",
+    "CREATE INDEX IF NOT EXISTS idx_session_sources_date ON session_sources (event_date)",
+    "CREATE INDEX IF NOT EXISTS idx_conversions_date ON conversions (conv_date)",
+    "CREATE INDEX IF NOT EXISTS idx_attribution_session ON attribution_customer_journey (session_id)",
+)
+
+
+def check_input_tables(db: Warehouse) -> None:
+    for table, columns in INPUT_COLUMNS.items():
+        present = db.columns(table)
+        if not present:
+            raise WarehouseError(f"{db.label} has no table {table!r} (expected columns {columns})")
+        missing = set(columns) - present
+        if missing:
+            raise WarehouseError(f"{db.label}: table {table!r} lacks the columns {sorted(missing)}")
+
+
+def init_schema(db: Warehouse) -> None:
+    """Create the output tables and the indexes the queries filter by, if missing."""
+    check_input_tables(db)
+    with db.transaction():
+        for statement in OUTPUT_DDL + INDEXES:
+            db.execute(statement)
+
+
+def create_input_tables(db: Warehouse) -> None:
+    with db.transaction():
+        for statement in INPUT_DDL:
+            db.execute(statement)
+
+
+def copy_inputs(source: Warehouse, dest: Warehouse) -> dict[str, int]:
+    """Copy the input tables into another warehouse (e.g. the sample into PostgreSQL), replacing
+    its input rows in one transaction."""
+    create_input_tables(dest)
+    counts = {}
+    with dest.transaction():
+        for table, columns in INPUT_COLUMNS.items():
+            dest.execute(f"DELETE FROM {table}")
+            rows = source.stream(f"SELECT {', '.join(columns)} FROM {table}", {})
+            dest.insert_many(table, columns, rows)
+            counts[table] = dest.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    return counts
