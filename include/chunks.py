@@ -13,13 +13,11 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
+from include.ihc_client import ApiJourney, journey_rows
 from include.journeys import Journey
 from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
 log = logging.getLogger(__name__)
-
-ApiRow = dict[str, object]
-ApiJourney = list[ApiRow]
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def write_chunks(journeys: Iterable[Journey], run_dir: StoragePath, chunk_size: 
         buffer, sessions = [], 0
 
     for journey in journeys:
-        buffer.append(journey.to_api_rows())
+        buffer.append(journey_rows(journey))
         sessions += len(journey.sessions)
         if len(buffer) == chunk_size:
             flush()
@@ -96,23 +94,3 @@ def read_chunk(path: StoragePath) -> list[ApiJourney]:
         raise FileNotFoundError(f"chunk file {path} is missing") from None
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"chunk file {path} is not a valid chunk: {exc}") from exc
-
-
-def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
-    """Greedy, order-keeping packing of whole journeys under both per-request limits.
-
-    No journey is longer than ``max_sessions``: the journey step trimmed them to the same limit,
-    read once for the run (include.run_config).
-    """
-    requests: list[list[ApiJourney]] = []
-    current: list[ApiJourney] = []
-    current_sessions = 0
-    for journey in journeys:
-        if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
-            requests.append(current)
-            current, current_sessions = [], 0
-        current.append(journey)
-        current_sessions += len(journey)
-    if current:
-        requests.append(current)
-    return requests

@@ -1,9 +1,10 @@
-"""aiohttp client of the IHC attribution API: requests, retries, and answer validation.
+"""aiohttp client of the IHC attribution API: the wire format, requests, retries, and checks.
 
-A chunk is packed into requests of whole journeys, sent concurrently up to a limit. Transient
-trouble (429, 5xx, timeouts, dropped connections, unreadable answers) is retried with
-exponential backoff and jitter; a rejected request (400, 401, 403, 406) fails at once. Every
-answer is checked before anything of it is kept.
+The request shape of a journey is written here once: the chunk files hold it, the local server
+checks requests against it. A chunk is packed into requests of whole journeys, sent
+concurrently up to a limit. Transient trouble (429, 5xx, timeouts, dropped connections,
+unreadable answers) is retried with exponential backoff and jitter; a rejected request (400,
+401, 403, 406) fails at once. Every answer is checked before anything of it is kept.
 """
 
 from __future__ import annotations
@@ -21,13 +22,67 @@ import aiohttp
 import orjson
 
 from include import settings as cfg
-from include.chunks import ApiJourney, pack_requests
+from include.journeys import Journey
 
 log = logging.getLogger(__name__)
 
 COMPUTE_PATH = "/v1/compute_ihc"
 # Sent by the bundled local server only: the parameter file its offline engine scored with.
 ENGINE_PARAMETERS_HEADER = "X-Ihc-Engine-Parameters"
+
+ApiRow = dict[str, object]
+ApiJourney = list[ApiRow]
+# One session of a request: field -> JSON type.
+REQUEST_FIELDS: dict[str, type] = {
+    "conversion_id": str,
+    "session_id": str,
+    "timestamp": str,
+    "channel_label": str,
+    "holder_engagement": int,
+    "closer_engagement": int,
+    "conversion": int,
+    "impression_interaction": int,
+}
+
+
+def journey_rows(journey: Journey) -> ApiJourney:
+    """The journey in the request shape; its last session is the conversion session."""
+    last = len(journey.sessions) - 1
+    return [
+        {
+            "conversion_id": journey.conversion_id,
+            "session_id": s.session_id,
+            "timestamp": s.timestamp,
+            "channel_label": s.channel_name,
+            "holder_engagement": s.holder_engagement,
+            "closer_engagement": s.closer_engagement,
+            "conversion": int(i == last),
+            "impression_interaction": s.impression_interaction,
+        }
+        for i, s in enumerate(journey.sessions)
+    ]
+
+
+def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
+    """Greedy, order-keeping packing of whole journeys under both per-request limits.
+
+    No journey is longer than ``max_sessions``: the journey step trimmed them to the same limit,
+    read once for the run (include.run_config).
+    """
+    requests: list[list[ApiJourney]] = []
+    current: list[ApiJourney] = []
+    current_sessions = 0
+    for journey in journeys:
+        if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
+            requests.append(current)
+            current, current_sessions = [], 0
+        current.append(journey)
+        current_sessions += len(journey)
+    if current:
+        requests.append(current)
+    return requests
+
+
 ROUNDING_SLACK = 1e-4
 BODY_SNIPPET = 200
 

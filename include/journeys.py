@@ -45,23 +45,6 @@ class Journey:
     conversion_id: str
     sessions: tuple[Session, ...]
 
-    def to_api_rows(self) -> list[dict[str, object]]:
-        """The journey in the API's request shape; the last session is the conversion."""
-        last = len(self.sessions) - 1
-        return [
-            {
-                "conversion_id": self.conversion_id,
-                "session_id": s.session_id,
-                "timestamp": s.timestamp,
-                "channel_label": s.channel_name,
-                "holder_engagement": s.holder_engagement,
-                "closer_engagement": s.closer_engagement,
-                "conversion": int(i == last),
-                "impression_interaction": s.impression_interaction,
-            }
-            for i, s in enumerate(self.sessions)
-        ]
-
 
 @dataclass
 class JourneyStats:

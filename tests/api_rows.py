@@ -1,25 +1,34 @@
-"""API request rows for tests that talk to the IHC API or the local server."""
+"""API request rows for tests that talk to the IHC API or the local server, built by the client's
+own wire format."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from include.ihc_client import ApiJourney, journey_rows
+from include.journeys import Journey
+from include.records import Session
+
 CHANNELS = ("FB & IG Ads", "Direct Traffic", "Paid Search Brand")
 
 
-def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00", step_hours: int = 5) -> list[dict]:
-    """API rows of one journey, like ``Journey.to_api_rows``; the last one is the conversion."""
+def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00", step_hours: int = 5) -> ApiJourney:
+    """Sessions ``step_hours`` apart, channels in turn, every other one closer-engaged."""
     first = datetime.fromisoformat(start)
-    return [
-        {
-            "conversion_id": conversion_id,
-            "session_id": f"{conversion_id}-s{i + 1}",
-            "timestamp": (first + timedelta(hours=step_hours * i)).strftime("%Y-%m-%d %H:%M:%S"),
-            "channel_label": CHANNELS[i % 3],
-            "holder_engagement": 1,
-            "closer_engagement": i % 2,
-            "conversion": int(i == sessions - 1),
-            "impression_interaction": 0,
-        }
-        for i in range(sessions)
-    ]
+    return journey_rows(
+        Journey(
+            conversion_id,
+            tuple(
+                Session(
+                    session_id=f"{conversion_id}-s{i + 1}",
+                    user_id="u",
+                    timestamp=(first + timedelta(hours=step_hours * i)).strftime("%Y-%m-%d %H:%M:%S"),
+                    channel_name=CHANNELS[i % 3],
+                    holder_engagement=1,
+                    closer_engagement=i % 2,
+                    impression_interaction=0,
+                )
+                for i in range(sessions)
+            ),
+        )
+    )

@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from include.ihc_client import ENGINE_PARAMETERS_HEADER
+from include.ihc_client import ENGINE_PARAMETERS_HEADER, REQUEST_FIELDS
 from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
 from tools import engine_parameters
 from tools.engine_parameters import ParameterFile, ParameterFileError
@@ -46,16 +46,6 @@ TRANSPORT_FAULTS = ("429", "500", "slow", "malformed_json", "body_500", "html", 
 ANSWER_FAULTS = ("partial", "drop_session", "extra_session", "ihc_out_of_range", "sum_off")
 FAULT_KINDS = TRANSPORT_FAULTS + ANSWER_FAULTS
 HTML_ERROR_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-REQUIRED_FIELDS = {
-    "conversion_id": str,
-    "session_id": str,
-    "timestamp": str,
-    "channel_label": str,
-    "holder_engagement": int,
-    "closer_engagement": int,
-    "conversion": int,
-    "impression_interaction": int,
-}
 
 
 @dataclass
@@ -139,7 +129,7 @@ def _group_journeys(rows: object, config: ServerConfig) -> dict[str, list[dict]]
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise BadRequestError(400, f"customer_journeys[{index}] is not an object")
-        for name, kind in REQUIRED_FIELDS.items():
+        for name, kind in REQUEST_FIELDS.items():
             if not isinstance(row.get(name), kind):
                 raise BadRequestError(400, f"customer_journeys[{index}].{name} is missing or not {kind.__name__}")
         journeys.setdefault(row["conversion_id"], []).append(row)
@@ -195,10 +185,15 @@ def _touchpoints(conv_id: str, rows: list[dict]) -> list[Touchpoint]:
     return sorted(points, key=lambda p: p.timestamp)
 
 
+def latency_left(arrived: float, now: float, latency_seconds: float) -> float:
+    """How long to hold an answer so it leaves ``latency_seconds`` after the request arrived:
+    like a remote API's response time, the latency includes the engine's work instead of
+    queueing behind it."""
+    return max(0.0, arrived + latency_seconds - now)
+
+
 async def _answer_time(config: ServerConfig, started: float) -> None:
-    """Hold the answer until ``latency_seconds`` after the request arrived: like a remote API's
-    response time, the latency includes the engine's work instead of queueing behind it."""
-    remaining = started + config.latency_seconds - asyncio.get_running_loop().time()
+    remaining = latency_left(started, asyncio.get_running_loop().time(), config.latency_seconds)
     if remaining > 0:
         await asyncio.sleep(remaining)
 

@@ -11,10 +11,10 @@ import pytest
 from include.chunks import (
     ChunkInfo,
     effective_chunk_size,
-    pack_requests,
     read_chunk,
     write_chunks,
 )
+from include.ihc_client import journey_rows
 from include.journeys import Journey
 from include.records import Session
 
@@ -30,7 +30,7 @@ def make_journey(conv_id: str, n_sessions: int) -> Journey:
 
 
 def api_journey(conv_id: str, n_sessions: int) -> list[dict[str, object]]:
-    return make_journey(conv_id, n_sessions).to_api_rows()
+    return journey_rows(make_journey(conv_id, n_sessions))
 
 
 # --- write_chunks / read_chunk ---------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_read_chunk_round_trip(tmp_path):
     journeys = [make_journey(f"c{i}", n) for i, n in enumerate([2, 1, 3, 1, 5])]
     chunks = write_chunks(iter(journeys), tmp_path, chunk_size=2)
     read_back = [journey for chunk in chunks for journey in read_chunk(tmp_path / chunk.file)]
-    assert read_back == [j.to_api_rows() for j in journeys]
+    assert read_back == [journey_rows(j) for j in journeys]
     for chunk in chunks:
         content = read_chunk(tmp_path / chunk.file)
         assert len(content) == chunk.journeys
@@ -113,58 +113,6 @@ def test_read_chunk_invalid_file_names_the_path(tmp_path, content):
     with pytest.raises(ValueError) as info:
         read_chunk(path)
     assert str(path) in str(info.value)
-
-
-# --- pack_requests -----------------------------------------------------------------------------
-
-
-def lengths_of(requests):
-    return [[len(j) for j in request] for request in requests]
-
-
-def test_pack_requests_respects_max_journeys():
-    journeys = [api_journey(f"c{i}", 1) for i in range(5)]
-    requests = pack_requests(journeys, max_journeys=2, max_sessions=3000)
-    assert [len(r) for r in requests] == [2, 2, 1]
-
-
-def test_pack_requests_respects_max_sessions():
-    journeys = [api_journey(f"c{i}", n) for i, n in enumerate([2, 2, 2, 3, 1])]
-    requests = pack_requests(journeys, max_journeys=100, max_sessions=5)
-    assert lengths_of(requests) == [[2, 2], [2, 3], [1]]
-
-
-def test_pack_requests_fills_exactly_to_the_session_limit():
-    journeys = [api_journey("a", 3), api_journey("b", 2), api_journey("c", 1)]
-    requests = pack_requests(journeys, max_journeys=100, max_sessions=5)
-    assert lengths_of(requests) == [[3, 2], [1]]
-
-
-def test_pack_requests_journey_at_the_limit_gets_its_own_request():
-    journeys = [api_journey("a", 1), api_journey("b", 4), api_journey("c", 1)]
-    requests = pack_requests(journeys, max_journeys=100, max_sessions=4)
-    assert lengths_of(requests) == [[1], [4], [1]]
-
-
-@pytest.mark.parametrize(("max_journeys", "max_sessions"), [(1, 37), (3, 40), (4, 60), (100, 3000), (7, 37), (100, 50)])
-def test_pack_requests_never_splits_keeps_order_and_limits(max_journeys, max_sessions):
-    lengths = [((i * 7) % 11) + 1 for i in range(60)] + [37, 1, 36]
-    journeys = [api_journey(f"c{i:03d}", n) for i, n in enumerate(lengths)]
-    requests = pack_requests(journeys, max_journeys=max_journeys, max_sessions=max_sessions)
-
-    flat = [journey for request in requests for journey in request]
-    assert flat == journeys  # same journeys, same order, each whole
-    for request in requests:
-        assert 1 <= len(request) <= max_journeys
-        assert sum(len(j) for j in request) <= max_sessions
-        for journey in request:
-            assert len({row["conversion_id"] for row in journey}) == 1
-    session_ids = [row["session_id"] for request in requests for journey in request for row in journey]
-    assert len(session_ids) == len(set(session_ids)) == sum(lengths)
-
-
-def test_pack_requests_empty():
-    assert pack_requests([], max_journeys=100, max_sessions=3000) == []
 
 
 # --- effective_chunk_size ----------------------------------------------------------------------

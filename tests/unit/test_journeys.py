@@ -204,42 +204,6 @@ def test_interleaved_users_in_sorted_streams_merge_correctly():
         assert users == {journey.conversion_id[1:]}
 
 
-def test_to_api_rows_marks_only_the_last_session_and_passes_flags_through():
-    journey = Journey(
-        "c1",
-        (
-            sess("s1", "u1", "2023-09-01 10:00:00", "FB & IG Ads", holder=1, closer=0, impression=1),
-            sess("s2", "u1", "2023-09-01 11:00:00", "Organic Traffic", holder=0, closer=1, impression=0),
-            sess("s3", "u1", "2023-09-01 12:00:00", "Paid Search Brand", holder=1, closer=1, impression=0),
-        ),
-    )
-    rows = journey.to_api_rows()
-    assert [r["conversion"] for r in rows] == [0, 0, 1]
-    assert rows[0] == {
-        "conversion_id": "c1",
-        "session_id": "s1",
-        "timestamp": "2023-09-01 10:00:00",
-        "channel_label": "FB & IG Ads",
-        "holder_engagement": 1,
-        "closer_engagement": 0,
-        "conversion": 0,
-        "impression_interaction": 1,
-    }
-    assert [(r["holder_engagement"], r["closer_engagement"], r["impression_interaction"]) for r in rows] == [
-        (1, 0, 1),
-        (0, 1, 0),
-        (1, 1, 0),
-    ]
-    assert [r["channel_label"] for r in rows] == ["FB & IG Ads", "Organic Traffic", "Paid Search Brand"]
-    assert {r["conversion_id"] for r in rows} == {"c1"}
-
-
-def test_to_api_rows_single_session_is_the_conversion_session():
-    rows = Journey("c1", (sess("s1", "u1", "2023-09-01 10:00:00"),)).to_api_rows()
-    assert len(rows) == 1
-    assert rows[0]["conversion"] == 1
-
-
 @pytest.mark.parametrize("bad", ["2023-09-01T10:00:00", "01.09.2023 10:00", "2023-9-1 10:00:00", "", None])
 def test_session_with_malformed_timestamp_is_skipped_and_named(bad):
     stats = JourneyStats()
