@@ -181,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trained = ensure_default()
     stack = LocalStack(settings.airflow_home(), port=args.port, engine_dir=Path(trained.path).parent)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Both stop the stack, also when started with SIGINT ignored (a background job of a
+    # non-interactive shell, a test runner), which Python would otherwise leave ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     print("starting Airflow (this takes half a minute) ...", flush=True)
     with stack:
         print(

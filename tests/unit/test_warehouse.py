@@ -524,7 +524,7 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
         add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid")])
         add_costs(db, [("s1", 1.5)])
 
-        result = extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
+        result = extract.extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
         assert (result.conversions, result.revenue) == (1, 100.25) and type(result.revenue) is float
         assert list(read_conversions(tmp_path / CONVERSIONS_FILE)) == [
             Conversion("c1", "u1", "2023-09-02 12:00:00", 100.25)
@@ -547,7 +547,7 @@ def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgre
         add_sessions(db, [(f"s-{u}", u, "2023-09-01 10:00:00", "Paid") for u in users])
         assert [r[0] for r in db.execute("SELECT user_id FROM conversions ORDER BY user_id")] != sorted(users)
 
-        extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
+        extract.extract(db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
     journeys = build_journeys(
         read_conversions(tmp_path / CONVERSIONS_FILE), read_sessions(tmp_path / SESSIONS_FILE), 30, 3000, JourneyStats()
     )
