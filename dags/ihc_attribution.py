@@ -12,7 +12,8 @@ and ROAS.
 **Date range**: a manual run uses the params `start_date` / `end_date` (conversion dates,
 inclusive); a scheduled or backfill run uses its logical date.
 **Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
-`ihc_request_concurrency`, `ihc_lookback_days`, and the retry knobs (README).
+`ihc_request_concurrency`, `ihc_lookback_days`, and the retry knobs (README). `init_db` reads them,
+the params and the `ihc_api` connection once; every task gets that run configuration by XCom.
 **Connections**: `ihc_api` (base URL, key in the password, `conv_type_id` in extra) and
 `ihc_warehouse` (type postgres for a PostgreSQL warehouse, else the SQLite file in host); without
 them the local server and `data/challenge.db`.

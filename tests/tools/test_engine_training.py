@@ -209,14 +209,21 @@ def test_a_missing_warehouse_fails_naming_it(tmp_path):
     assert not (tmp_path / "engine").exists()
 
 
-def test_ensure_default_reuses_a_file_newer_than_the_warehouse_and_retrains_an_older_one(
-    sample_db_template: Path, tmp_path: Path, monkeypatch
-):
+@pytest.fixture
+def sample_data_dir(sample_db_template: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A data folder holding a copy of the sample, as ATTRIBUTION_DATA_DIR; its database path."""
     data = tmp_path / "data"
     data.mkdir()
     db = data / "challenge.db"
     db.write_bytes(sample_db_template.read_bytes())
     monkeypatch.setenv("ATTRIBUTION_DATA_DIR", str(data))
+    return db
+
+
+def test_ensure_default_reuses_a_file_newer_than_the_warehouse_and_retrains_an_older_one(
+    sample_data_dir: Path, tmp_path: Path
+):
+    db = sample_data_dir
     first = engine_training.ensure_default(tmp_path / "engine")
     path = Path(first.path)
     assert path == tmp_path / "engine" / "default.json"
@@ -230,14 +237,8 @@ def test_ensure_default_reuses_a_file_newer_than_the_warehouse_and_retrains_an_o
     assert path.stat().st_mtime == stamp
 
 
-def test_ensure_default_keeps_a_default_file_the_user_trained_on_something_else(
-    sample_db_template: Path, tmp_path: Path, monkeypatch
-):
-    data = tmp_path / "data"
-    data.mkdir()
-    db = data / "challenge.db"
-    db.write_bytes(sample_db_template.read_bytes())
-    monkeypatch.setenv("ATTRIBUTION_DATA_DIR", str(data))
+def test_ensure_default_keeps_a_default_file_the_user_trained_on_something_else(sample_data_dir: Path, tmp_path: Path):
+    db = sample_data_dir
     window = DateRange("2023-09-03", "2023-09-05")
     own = engine_training.train_and_write(warehouse.sqlite_target(db), window, "default", 30, tmp_path / "engine")
     os.utime(own.path, (1, 1))  # older than the warehouse, but not the sample's training
