@@ -1,12 +1,21 @@
-"""Per-chunk result files: written by the API task, checked and read by the writer task."""
+"""The attributions: per-chunk result files, and the range's rows replaced in one checked
+transaction, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 
+from include import attributions, report, schema, warehouse
 from include.attributions import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
 from include.chunks import ChunkInfo
 from include.ihc_client import Attribution, ChunkOutcome
+from include.warehouse import WarehouseError
+from tests.warehouse_rows import (
+    add_conversions,
+    add_sessions,
+    in_transaction,
+    stored_attributions,
+)
 
 
 def chunk(index: int, total: int, sessions: int, journeys: int = 1) -> ChunkInfo:
@@ -100,3 +109,142 @@ def test_check_complete_raises_for_a_duplicate_result():
     chunks = [chunk(0, 1, sessions=2)]
     with pytest.raises(ResultsError):
         check_complete(chunks, [ChunkResult(0, "a", 2, 1, 1), ChunkResult(0, "a", 2, 1, 1)])
+
+
+@pytest.fixture
+def attribution_db(db):
+    schema.init_schema(db)
+    add_conversions(
+        db,
+        [
+            ("c1", "u1", "2023-09-02 12:00:00", 100.0),
+            ("c2", "u2", "2023-09-03 12:00:00", 50.0),
+            ("c_out", "u3", "2023-08-25 12:00:00", 20.0),
+        ],
+    )
+    db.execute("INSERT INTO attribution_customer_journey VALUES ('c_out', 'sx', 1.0)")
+    return db
+
+
+def test_replace_range_attributions_replaces_the_range(attribution_db):
+    db = attribution_db
+    first = attributions.replace_range_attributions(
+        db,
+        "2023-09-01",
+        "2023-09-07",
+        [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0)],
+        tolerance=1e-3,
+        expected_rows=3,
+    )
+    assert (first.conversions, first.rows) == (2, 3)
+    assert first.max_sum_error == pytest.approx(0.0, abs=1e-9)
+    assert stored_attributions(db) == [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c_out", "sx", 1.0)]
+
+    second = attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)]), tolerance=1e-3, expected_rows=2
+    )
+    assert (second.conversions, second.rows) == (1, 2)
+    assert stored_attributions(db) == [("c1", "s2", 0.5), ("c1", "s9", 0.5), ("c_out", "sx", 1.0)]
+
+
+def test_replace_range_attributions_only_touches_its_range(attribution_db):
+    db = attribution_db
+    attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    attributions.replace_range_attributions(
+        db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0)], tolerance=1e-3, expected_rows=1
+    )
+    assert stored_attributions(db) == [("c1", "s1", 1.0), ("c2", "s4", 1.0), ("c_out", "sx", 1.0)]
+
+
+def test_replace_range_attributions_accepts_rounding_within_tolerance(attribution_db):
+    check = attributions.replace_range_attributions(
+        attribution_db,
+        "2023-09-01",
+        "2023-09-07",
+        [("c1", "s1", 0.3333), ("c1", "s2", 0.6666)],
+        tolerance=1e-3,
+        expected_rows=2,
+    )
+    assert check.max_sum_error == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    "bad_rows",
+    [
+        [("c1", "s1", 0.5), ("c1", "s2", 0.2), ("c2", "s3", 1.0)],  # c1 sums to 0.7
+        [("c1", "s1", 1.0), ("c2", "s3", 1.0), ("c2", "s4", 1.0)],  # c2 sums to 2 (a split journey)
+    ],
+)
+def test_replace_range_attributions_rolls_back_when_sum_is_off(attribution_db, bad_rows):
+    db = attribution_db
+    attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    before = stored_attributions(db)
+    with pytest.raises(WarehouseError, match="sum of ihc"):
+        attributions.replace_range_attributions(
+            db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3, expected_rows=len(bad_rows)
+        )
+    assert stored_attributions(db) == before
+    assert not in_transaction(db)
+
+
+def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db):
+    db = attribution_db
+    before = stored_attributions(db)
+    with pytest.raises(WarehouseError, match="not unique"):
+        attributions.replace_range_attributions(
+            db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3, expected_rows=2
+        )
+    assert stored_attributions(db) == before
+    assert not in_transaction(db)
+
+
+def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
+    with pytest.raises(WarehouseError) as raised:
+        attributions.replace_range_attributions(
+            attribution_db, "2023-09-01", "2023-09-07", [("c1", None, 1.0)], tolerance=1e-3, expected_rows=1
+        )
+    assert "not unique" not in str(raised.value)
+    assert raised.value.__cause__ is not None
+    assert warehouse.error_meaning(raised.value.__cause__) is None
+
+
+def test_replace_range_attributions_rolls_back_when_the_row_count_differs(attribution_db):
+    db = attribution_db
+    attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    before = stored_attributions(db)
+    with pytest.raises(WarehouseError, match="1 attribution rows would be stored for 2 sessions sent"):
+        attributions.replace_range_attributions(
+            db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], tolerance=1e-3, expected_rows=2
+        )
+    assert stored_attributions(db) == before
+
+
+def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attribution_db):
+    db = attribution_db
+    add_sessions(
+        db,
+        [
+            ("s1", "u1", "2023-08-20 10:00:00", "A"),
+            ("s2", "u1", "2023-08-30 10:00:00", "A"),
+            ("s3", "u2", "2023-09-01 10:00:00", "B"),
+        ],
+    )
+    first = attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert first.first_session_date == "2023-08-20"
+    second = attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert second.first_session_date == "2023-08-20", "the replaced rows' dates count too"
+    third = attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+    )
+    assert third.first_session_date == "2023-08-30"
+    assert report.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
