@@ -173,11 +173,6 @@ def output_dir() -> Path:
     return Path(os.environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir() / "output")
 
 
-def airflow_home() -> Path:
-    """AIRFLOW_HOME of the demo and the local tools: inside the project, never the user's home."""
-    return Path(os.environ.get("ATTRIBUTION_AIRFLOW_HOME") or PROJECT_ROOT / ".airflow")
-
-
 def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:
     return f"http://{host}:{port}"
 

@@ -22,7 +22,7 @@ from include import settings
 from include.summary import SUMMARY_FILE, RunSummary
 from tools import engine_parameters
 from tools.engine_training import ensure_default
-from tools.local_airflow import airflow_env, local_api_connection
+from tools.local_airflow import airflow_env, airflow_home, local_api_connection
 
 DAG_ID = "ihc_attribution"
 LOG_TAIL = 60
@@ -53,7 +53,7 @@ def newest_summary(since: float) -> RunSummary | None:
 
 
 def main() -> int:
-    home = settings.airflow_home()
+    home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
     airflow = str(Path(sys.executable).with_name("airflow"))

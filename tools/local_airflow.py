@@ -18,6 +18,11 @@ import orjson
 from include import settings
 
 
+def airflow_home() -> Path:
+    """AIRFLOW_HOME of the demo and the local tools: inside the project, never the user's home."""
+    return Path(os.environ.get("ATTRIBUTION_AIRFLOW_HOME") or settings.PROJECT_ROOT / ".airflow")
+
+
 def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     ours = [str(settings.PROJECT_ROOT), str(settings.PROJECT_ROOT / "dags")]

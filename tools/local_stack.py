@@ -28,7 +28,7 @@ from include import settings
 from tools import engine_parameters
 from tools.demo import free_port, wait_for_port
 from tools.engine_training import ensure_default
-from tools.local_airflow import airflow_env, connection_env, local_api_connection
+from tools.local_airflow import airflow_env, airflow_home, connection_env, local_api_connection
 
 LOGIN = ("airflow", "airflow")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
     args = parser.parse_args(argv)
     trained = ensure_default()
-    stack = LocalStack(settings.airflow_home(), port=args.port, engine_dir=Path(trained.path).parent)
+    stack = LocalStack(airflow_home(), port=args.port, engine_dir=Path(trained.path).parent)
     # Both stop the stack, also when started with SIGINT ignored (a background job of a
     # non-interactive shell, a test runner), which Python would otherwise leave ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ from pathlib import Path
 import orjson
 
 from include import settings
+from tools import local_airflow
 from tools.local_airflow import airflow_env, local_api_connection
 
 
@@ -25,7 +26,7 @@ def test_airflow_env_keeps_everything_inside_the_given_home(tmp_path: Path):
 def test_default_airflow_home_is_inside_the_project(monkeypatch):
     monkeypatch.delenv("ATTRIBUTION_AIRFLOW_HOME", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", "/root/airflow")
-    assert settings.airflow_home() == settings.PROJECT_ROOT / ".airflow"
+    assert local_airflow.airflow_home() == settings.PROJECT_ROOT / ".airflow"
 
 
 def test_local_api_connection_is_an_airflow_conn_json():
