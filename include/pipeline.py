@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 STATS_FILE = "journeys_stats.json"
 
 
-def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
+def prepare(target: WarehouseTarget, window: RunWindow) -> None:
     with target.open() as db:
         init_schema(db)
     log.info(
@@ -40,7 +40,6 @@ def prepare(target: WarehouseTarget, window: RunWindow) -> dict:
         window.dates.end,
         window.lookback_days,
     )
-    return window.to_xcom()
 
 
 def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: StoragePath) -> dict:

@@ -15,7 +15,7 @@ import argparse
 import math
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -210,8 +210,7 @@ def train_and_write(
     target: WarehouseTarget, window: DateRange, conv_type_id: str, lookback_days: int, folder: Path
 ) -> ParameterFile:
     trained = train(target, window, conv_type_id, lookback_days)
-    path = engine_parameters.write(folder, trained)
-    return engine_parameters.read(path)
+    return replace(trained, path=str(engine_parameters.write(folder, trained)))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

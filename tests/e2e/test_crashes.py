@@ -30,7 +30,8 @@ WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
 
 def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[dict], list[dict]]:
     """Chunks and their results, attributed by the server at ``url`` (nothing written yet)."""
-    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    pipeline.prepare(sqlite_target(db), WINDOW)
+    window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
@@ -101,7 +102,8 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(
 
 
 def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server, server_config):
-    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(sample_db), WINDOW))
+    pipeline.prepare(sqlite_target(sample_db), WINDOW)
+    window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(sample_db), window, tmp_path)
     chunks = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
     slow = ServerConfig(parameters=server_config.parameters, latency_seconds=30)

@@ -26,7 +26,8 @@ BAD_SESSIONS = {
 
 
 def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dict, list[tuple]]:
-    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    pipeline.prepare(sqlite_target(db), WINDOW)
+    window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
     target = ApiTarget(url, LOCAL_API_KEY, "default")

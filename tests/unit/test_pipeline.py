@@ -25,7 +25,8 @@ FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
 def run_steps(
     db: Path, run_dir: Path, url: str, chunk_size: int = 150, csv_dir: Path | None = None
 ) -> tuple[list[dict], list[dict], dict]:
-    window = RunWindow.from_xcom(pipeline.prepare(sqlite_target(db), WINDOW))
+    pipeline.prepare(sqlite_target(db), WINDOW)
+    window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
