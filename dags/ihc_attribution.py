@@ -80,16 +80,20 @@ def ihc_attribution():
 
     @task
     def build_journeys(config: dict, extracted: dict) -> list[dict]:
-        """Journeys of whole sessions, written as chunk files; returns their paths and counts."""
+        """Journeys of whole sessions, written as chunk files; returns their paths and counts,
+        and publishes the journey statistics under the XCom key ``stats`` for the summary."""
         run = RunConfig.from_xcom(config)
-        return pipeline.journeys_step(
+        context = get_current_context()
+        chunks, stats = pipeline.journeys_step(
             run.window,
             extracted,
-            run_context.run_dir(get_current_context()),
+            run_context.run_dir(context),
             chunk_size=run.chunk_size,
             max_sessions=run.client.max_sessions_per_request,
             max_bad_row_share=run.max_bad_row_share,
         )
+        context["ti"].xcom_push(key="stats", value=stats)
+        return chunks
 
     @task(
         pool=settings.API_POOL,
@@ -129,7 +133,7 @@ def ihc_attribution():
         return pipeline.report_step(run_context.warehouse(), RunConfig.from_xcom(config).window, written)
 
     @task
-    def export_csv(config: dict, extracted: dict, written: dict, report: dict) -> dict:
+    def export_csv(config: dict, extracted: dict, stats: dict, written: dict, report: dict) -> dict:
         """channel_reporting as CSV with CPO and ROAS, and the run summary."""
         return pipeline.export_step(
             run_context.warehouse(),
@@ -137,6 +141,7 @@ def ihc_attribution():
             run_context.run_dir(get_current_context()),
             RunConfig.from_xcom(config).window,
             extracted,
+            stats,
             written,
             report,
         )
@@ -147,7 +152,7 @@ def ihc_attribution():
     results = attribute_chunk.partial(config=config).expand(chunk=chunks)
     written = write_attributions(config, chunks, results)
     report = build_report(config, written)
-    export_csv(config, extracted, written, report)
+    export_csv(config, extracted, chunks["stats"], written, report)
 
 
 ihc_attribution()

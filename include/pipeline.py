@@ -10,8 +10,6 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import orjson
-
 from include.attributions import ChunkResult, check_complete, iter_rows, replace_range_attributions, write_result
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
 from include.export import write_csv
@@ -19,15 +17,13 @@ from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conve
 from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.report import rebuild_report, report_rows, report_window
-from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, read_bytes
+from include.runfiles import StoragePath, exclusive_lock
 from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
 from include.warehouse import WarehouseTarget
 
 log = logging.getLogger(__name__)
-
-STATS_FILE = "journeys_stats.json"
 
 
 def prepare(target: WarehouseTarget, window: RunWindow) -> None:
@@ -61,8 +57,8 @@ def journeys_step(
     chunk_size: int,
     max_sessions: int,
     max_bad_row_share: float = 0.05,
-) -> list[dict]:
-    """Chunk descriptions for the mapped task; the journey statistics go to a run file."""
+) -> tuple[list[dict], dict]:
+    """Chunk descriptions for the mapped task, and the journey statistics for the run summary."""
     stats = JourneyStats()
     journeys = build_journeys(
         read_conversions(run_dir / CONVERSIONS_FILE),
@@ -84,8 +80,7 @@ def journeys_step(
         len(chunks),
         size,
     )
-    atomic_write_bytes(run_dir / STATS_FILE, orjson.dumps(asdict(stats)))
-    return [c.to_xcom() for c in chunks]
+    return [c.to_xcom() for c in chunks], asdict(stats)
 
 
 def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> dict:
@@ -144,10 +139,10 @@ def export_step(
     run_dir: StoragePath,
     window: RunWindow,
     extracted: dict,
+    stats: dict,
     written: dict,
     report: dict,
 ) -> dict:
-    stats = orjson.loads(read_bytes(run_dir / STATS_FILE))
     # Read and write under one lock: a run that read the table earlier cannot replace the CSV
     # of a run that read it later.
     with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")), target.open() as db:

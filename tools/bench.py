@@ -92,8 +92,8 @@ def stage_main(argv: list[str]) -> None:
         detail: dict = {}
     elif args.stage == "journeys":
         extracted = pipeline.extract_step(db, WINDOW, run_dir)
-        chunks = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
-        state.write_text(json.dumps({"extracted": extracted, "chunks": chunks}))
+        chunks, stats = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
+        state.write_text(json.dumps({"extracted": extracted, "chunks": chunks, "stats": stats}))
         detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
     elif args.stage == "train":
         started = time.perf_counter()
@@ -133,6 +133,7 @@ def stage_main(argv: list[str]) -> None:
             run_dir,
             WINDOW,
             saved["extracted"],
+            saved["stats"],
             saved["written"],
             saved["report"],
         )

@@ -33,7 +33,7 @@ def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[dict], list[dict
     pipeline.prepare(sqlite_target(db), WINDOW)
     window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
+    chunks, _ = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     return chunks, [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
 
@@ -105,7 +105,7 @@ def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tm
     pipeline.prepare(sqlite_target(sample_db), WINDOW)
     window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(sample_db), window, tmp_path)
-    chunks = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
+    chunks, _ = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
     slow = ServerConfig(parameters=server_config.parameters, latency_seconds=30)
     with ServerThread(slow) as slow_url:
         task = python(

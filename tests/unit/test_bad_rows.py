@@ -29,12 +29,14 @@ def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dic
     pipeline.prepare(sqlite_target(db), WINDOW)
     window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
+    chunks, stats = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
     written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
-    summary = pipeline.export_step(sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, written, report)
+    summary = pipeline.export_step(
+        sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, stats, written, report
+    )
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
     return summary, rows

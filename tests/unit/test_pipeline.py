@@ -28,13 +28,13 @@ def run_steps(
     pipeline.prepare(sqlite_target(db), WINDOW)
     window = WINDOW
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
+    chunks, stats = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
     results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
     written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
     csv_path = (csv_dir or run_dir) / "out.csv"
-    summary = pipeline.export_step(sqlite_target(db), csv_path, run_dir, window, extracted, written, report)
+    summary = pipeline.export_step(sqlite_target(db), csv_path, run_dir, window, extracted, stats, written, report)
     return chunks, results, summary
 
 
