@@ -321,7 +321,9 @@ class IhcClient:
         pending = {j[0]["conversion_id"]: j for j in journeys}
         where = f"request of {len(journeys)} journeys starting with conversion {journeys[0][0]['conversion_id']!r}"
         kept: list[Attribution] = []
-        for attempt in range(1, self.settings.max_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with semaphore:
                     body = await self._send(session, list(pending.values()))
@@ -343,17 +345,20 @@ class IhcClient:
             if not failed:
                 return kept
             pending = {conv_id: pending[conv_id] for conv_id in failed}
+            failed_after = (
+                f"{where}: {len(pending)} journeys still failed after {attempt} attempts: {sorted(pending)[:5]}"
+            )
             if attempt == self.settings.max_attempts:
-                break
+                raise IhcApiError(failed_after)
             delay = backoff_delay(attempt, self.settings)
-            if delay > self.deadline - asyncio.get_running_loop().time():
-                break
+            left = self.deadline - asyncio.get_running_loop().time()
+            if delay > left:
+                raise IhcApiError(
+                    f"{failed_after}; the next backoff of {delay:.2f} s would overrun the {max(left, 0):.2f} s "
+                    f"left of this try's {self.settings.budget_seconds:.0f} s budget; giving up this try"
+                )
             log.warning("%s: %d journeys failed (206), retrying them: %s", where, len(failed), sorted(failed)[:5])
             await asyncio.sleep(delay)
-        raise IhcApiError(
-            f"{where}: {len(pending)} journeys still failed after {self.settings.max_attempts} attempts: "
-            f"{sorted(pending)[:5]}"
-        )
 
     async def attribute(self, journeys: list[ApiJourney]) -> ChunkOutcome:
         self.deadline = asyncio.get_running_loop().time() + self.settings.budget_seconds

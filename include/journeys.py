@@ -156,7 +156,8 @@ def journey_for(
 ) -> list[Session]:
     """Sessions in [conversion - look-back, conversion); both lists are sorted by time."""
     conv_time = datetime.strptime(conversion.timestamp, TIMESTAMP_FORMAT)
-    earliest = (conv_time - timedelta(days=lookback_days)).strftime(TIMESTAMP_FORMAT)
+    # isoformat pads the year to four digits where strftime("%Y") does not
+    earliest = (conv_time - timedelta(days=lookback_days)).isoformat(sep=" ")
     lo = bisect.bisect_left(session_times, earliest)
     hi = bisect.bisect_left(session_times, conversion.timestamp)
     return user_sessions[lo:hi]

@@ -126,7 +126,7 @@ def write_step(
 
 def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None = None) -> dict:
     first_changed = (written or {}).get("first_session_date")
-    first, last = report_window(window.dates.start, window.dates.end, window.lookback_days, first_changed)
+    first, last = report_window(window, first_changed)
     with target.open() as db:
         totals = rebuild_report(db, first, last)
     log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
-
+from include.settings import RunWindow
 from include.warehouse import Warehouse
 
 DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first AND :last"
@@ -68,14 +67,14 @@ class ReportTotals:
     ihc_revenue: float
 
 
-def report_window(start: str, end: str, lookback_days: int, first_changed: str | None = None) -> tuple[str, str]:
-    """Session dates whose report rows a run over [start, end] can change.
+def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[str, str]:
+    """Session dates whose report rows a run over the window can change.
 
     ``first_changed`` is the earliest session date of the attributions the run replaced, which
     lies further back when an earlier run used a longer look-back.
     """
-    first = (date.fromisoformat(start) - timedelta(days=lookback_days)).isoformat()
-    return (min(first, first_changed) if first_changed else first), end
+    first = window.first_session_date
+    return (min(first, first_changed) if first_changed else first), window.dates.end
 
 
 def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -118,6 +118,18 @@ class RunWindow:
 
     dates: DateRange
     lookback_days: int
+
+    def __post_init__(self) -> None:
+        if date.fromisoformat(self.dates.start) - date.min < timedelta(days=self.lookback_days):
+            raise SettingError(
+                f"param start_date={self.dates.start} with {LOOKBACK_DAYS.name}={self.lookback_days} reaches "
+                "back before 0001-01-01, the earliest date the pipeline can compute"
+            )
+
+    @property
+    def first_session_date(self) -> str:
+        """The earliest session date the run reads: the look-back before its first conversion date."""
+        return (date.fromisoformat(self.dates.start) - timedelta(days=self.lookback_days)).isoformat()
 
     def to_xcom(self) -> dict[str, object]:
         return {"start": self.dates.start, "end": self.dates.end, "lookback_days": self.lookback_days}

@@ -115,7 +115,11 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
 
 @pytest.mark.parametrize(
     ("start", "end", "param"),
-    [("2023-09-07", "2023-09-01", "end_date"), ("2023-9-1x", "2023-09-07", "start_date")],
+    [
+        ("2023-09-07", "2023-09-01", "end_date"),
+        ("2023-9-1x", "2023-09-07", "start_date"),
+        ("0001-01-01", "9999-12-31", "start_date"),
+    ],
 )
 def test_invalid_params_fail_the_first_task_naming_the_param(dag, pipeline_env, capfd, start, end, param):
     dag_run = run(dag, start, end)

@@ -9,6 +9,7 @@ from include import attributions, report, schema, warehouse
 from include.attributions import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
 from include.chunks import ChunkInfo
 from include.ihc_client import Attribution, ChunkOutcome
+from include.settings import DateRange, RunWindow
 from include.warehouse import WarehouseError
 from tests.warehouse_rows import (
     add_conversions,
@@ -247,4 +248,7 @@ def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attributi
         db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     assert third.first_session_date == "2023-08-30"
-    assert report.report_window("2023-09-05", "2023-09-07", 1, "2023-08-01") == ("2023-08-01", "2023-09-07")
+    assert report.report_window(RunWindow(DateRange("2023-09-05", "2023-09-07"), 1), "2023-08-01") == (
+        "2023-08-01",
+        "2023-09-07",
+    )

@@ -457,3 +457,13 @@ def test_pack_requests_never_splits_keeps_order_and_limits(max_journeys, max_ses
 
 def test_pack_requests_empty():
     assert pack_requests([], max_journeys=100, max_sessions=3000) == []
+
+
+def test_partial_failure_stopped_by_the_budget_counts_the_attempts_made(
+    local_server: str, server_config: ServerConfig
+) -> None:
+    server_config.faults.append(Fault("partial", times=-1, conversion_id="c2"))
+    settings = ClientSettings(backoff_seconds=5, max_backoff_seconds=5, max_attempts=5, budget_seconds=1)
+    with pytest.raises(IhcApiError, match=r"1 journeys still failed after 1 attempts: \['c2'\]; the next backoff"):
+        attribute_journeys(journeys_of(2, 3, 1), target(local_server), settings)
+    assert server_config.requests == 1

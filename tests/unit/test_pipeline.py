@@ -23,10 +23,9 @@ FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
 
 
 def run_steps(
-    db: Path, run_dir: Path, url: str, chunk_size: int = 150, csv_dir: Path | None = None
+    db: Path, run_dir: Path, url: str, chunk_size: int = 150, csv_dir: Path | None = None, window: RunWindow = WINDOW
 ) -> tuple[list[dict], list[dict], dict]:
-    pipeline.prepare(sqlite_target(db), WINDOW)
-    window = WINDOW
+    pipeline.prepare(sqlite_target(db), window)
     extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
     chunks, stats = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
     target = ApiTarget(url, LOCAL_API_KEY, "default")
@@ -36,6 +35,14 @@ def run_steps(
     csv_path = (csv_dir or run_dir) / "out.csv"
     summary = pipeline.export_step(sqlite_target(db), csv_path, run_dir, window, extracted, stats, written, report)
     return chunks, results, summary
+
+
+def test_the_widest_window_runs_through_every_step(sample_db, tmp_path, local_server):
+    widest = RunWindow(DateRange("0001-01-31", "9999-12-31"), 30)
+    _, _, summary = run_steps(sample_db, tmp_path, local_server, chunk_size=1000, window=widest)
+    with sqlite3.connect(sample_db) as conn:
+        assert summary["conversions"] == conn.execute("SELECT count(*) FROM conversions").fetchone()[0]
+        assert summary["report_rows"] == conn.execute("SELECT count(*) FROM channel_reporting").fetchone()[0] > 0
 
 
 def test_steps_attribute_the_window_and_summarise(sample_db, tmp_path, local_server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from include import attributions, report, schema
+from include.settings import DateRange, RunWindow
 from tests.warehouse_rows import (
     add_conversions,
     add_costs,
@@ -126,4 +127,4 @@ def test_report_rows_are_ordered_by_date_then_channel(report_db):
     ],
 )
 def test_report_window(start, end, lookback, expected):
-    assert report.report_window(start, end, lookback) == expected
+    assert report.report_window(RunWindow(DateRange(start, end), lookback)) == expected

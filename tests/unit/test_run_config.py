@@ -49,3 +49,14 @@ def test_the_xcom_form_round_trips_without_the_key() -> None:
     assert back.api.api_key == ""
     assert back.with_api_key("secret-key-123") == config
     assert (back.chunk_size, back.client.max_sessions_per_request) == (250, 200)
+
+
+@pytest.mark.parametrize(("start", "lookback"), [("0001-01-01", "30"), ("0001-01-30", "30"), ("0001-02-01", "90")])
+def test_a_look_back_before_year_one_is_refused_naming_the_param(start: str, lookback: str) -> None:
+    with pytest.raises(SettingError, match=f"param start_date={start} with ihc_lookback_days={lookback}"):
+        run_config.resolve(DateRange(start, "9999-12-31"), {settings.LOOKBACK_DAYS.name: lookback}.get, API)
+
+
+def test_the_widest_computable_window_is_accepted() -> None:
+    config = run_config.resolve(DateRange("0001-01-31", "9999-12-31"), {settings.LOOKBACK_DAYS.name: "30"}.get, API)
+    assert config.window.first_session_date == "0001-01-01"
