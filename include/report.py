@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
 from include.settings import RunWindow
 from include.warehouse import Warehouse
 
