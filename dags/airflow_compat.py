@@ -6,7 +6,9 @@ from typing import Any
 
 try:
     from airflow.sdk import (
+        Asset,
         BaseHook,
+        BaseNotifier,
         CronDataIntervalTimetable,
         ObjectStoragePath,
         Param,
@@ -19,12 +21,14 @@ try:
 
     AIRFLOW_3 = True
 except ImportError:  # Airflow 2.10
+    from airflow.datasets import Dataset as Asset
     from airflow.decorators import dag, task
     from airflow.exceptions import AirflowFailException, AirflowNotFoundException
     from airflow.hooks.base import BaseHook
     from airflow.io.path import ObjectStoragePath
     from airflow.models import Variable
     from airflow.models.param import Param
+    from airflow.notifications.basenotifier import BaseNotifier
     from airflow.operators.python import get_current_context
     from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -33,6 +37,8 @@ except ImportError:  # Airflow 2.10
 __all__ = [
     "AIRFLOW_3",
     "AirflowFailException",
+    "Asset",
+    "BaseNotifier",
     "CronDataIntervalTimetable",
     "ObjectStoragePath",
     "Param",

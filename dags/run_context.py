@@ -6,21 +6,52 @@ it talks to Airflow.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from include import run_config, settings
-from include.ihc_client import ApiTarget, local_target, target_from_connection
+from include.ihc_client import ApiTarget, IhcRejectedError, local_target, target_from_connection
+from include.journeys import BadRowError
 from include.run_config import RunConfig
 from include.runfiles import StoragePath, run_directory
 from include.settings import DateRange, SettingError
 from include.warehouse import WarehouseTarget, connect_postgres, sqlite_target
 
-from airflow_compat import ObjectStoragePath, get_connection, get_variable, postgres_hook, run_type
+from airflow_compat import (
+    AirflowFailException,
+    ObjectStoragePath,
+    get_connection,
+    get_variable,
+    postgres_hook,
+    run_type,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEDULED_RUN_TYPES = ("scheduled", "backfill")
+# Errors that another try would meet again: a bad setting or param, unusable input rows, a
+# request the API refuses. Everything else (a lock timeout, a lost connection) is retried.
+FINAL_ERRORS = (SettingError, BadRowError, IhcRejectedError)
+
+F = TypeVar("F", bound=Callable)
+
+
+def no_retry_on_final_errors(step: F) -> F:
+    """Fail the task without its retries when the error is one another try would meet again."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except FINAL_ERRORS as exc:
+            raise AirflowFailException(f"{exc} (not retried: another try would fail the same way)") from None
+
+    return run  # type: ignore[return-value]
+
+
 POSTGRES_CONN_TYPES = ("postgres", "postgresql")
 
 

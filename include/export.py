@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from pathlib import Path
 
 from include.report import ReportRow
-from include.runfiles import atomic_write_bytes
+from include.runfiles import StoragePath, atomic_write_bytes
 
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
 
@@ -40,8 +39,8 @@ def csv_row(row: ReportRow) -> tuple[str, ...]:
     )
 
 
-def write_csv(rows: Iterable[ReportRow], path: Path) -> int:
-    """Write the report atomically (temp file + rename); returns the number of data rows."""
+def write_csv(rows: Iterable[ReportRow], *paths: StoragePath) -> int:
+    """Write the report atomically to each path (the same bytes); returns the number of data rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
@@ -49,5 +48,7 @@ def write_csv(rows: Iterable[ReportRow], path: Path) -> int:
     for row in rows:
         writer.writerow(csv_row(row))
         count += 1
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    data = buffer.getvalue().encode("utf-8")
+    for path in paths:
+        atomic_write_bytes(path, data)
     return count

@@ -7,6 +7,7 @@ itself moves through the warehouse and the run's folder.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conve
 from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.report import rebuild_report, report_rows, report_window
-from include.runfiles import StoragePath, exclusive_lock
+from include.runfiles import StoragePath, exclusive_lock, expired_runs, remove_folder
 from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
@@ -143,11 +144,12 @@ def export_step(
     written: dict,
     report: dict,
 ) -> dict:
+    run_csv = run_dir / csv_path.name
     # Read and write under one lock: a run that read the table earlier cannot replace the CSV
     # of a run that read it later.
-    with exclusive_lock(csv_path.with_name(csv_path.name + ".lock")), target.open() as db:
-        rows = write_csv(report_rows(db), csv_path)
-    log.info("wrote %d report rows to %s", rows, csv_path)
+    with exclusive_lock(csv_path.parent), target.open() as db:
+        rows = write_csv(report_rows(db), csv_path, run_csv)
+    log.info("wrote %d report rows to %s and %s", rows, csv_path, run_csv)
     summary = RunSummary(
         start=window.dates.start,
         end=window.dates.end,
@@ -168,7 +170,19 @@ def export_step(
         report_ihc_revenue=report["ihc_revenue"],
         csv_path=str(csv_path),
         engine_parameters=written.get("engine_parameters", []),
+        run_csv_path=str(run_csv),
     )
     path = summary.save(run_dir)
     log.info("run summary (%s):\n%s", path, summary.text())
     return asdict(summary)
+
+
+def cleanup_step(run_dir: StoragePath, retention_days: int, now: float | None = None) -> list[str]:
+    """Remove the run folders beside this run's that nothing touched for ``retention_days``."""
+    expired = expired_runs(run_dir.parent, run_dir.name, retention_days, time.time() if now is None else now)
+    for folder in expired:
+        remove_folder(folder)
+        log.info("removed run folder %s (untouched for more than %d days)", folder, retention_days)
+    if not expired:
+        log.info("no run folder older than %d days beside %s", retention_days, run_dir)
+    return [folder.name for folder in expired]

@@ -22,6 +22,7 @@ class RunConfig:
     window: RunWindow
     chunk_size: int
     max_bad_row_share: float
+    retention_days: int
     client: ClientSettings
     api: ApiTarget
 
@@ -30,6 +31,7 @@ class RunConfig:
             "window": self.window.to_xcom(),
             "chunk_size": self.chunk_size,
             "max_bad_row_share": self.max_bad_row_share,
+            "retention_days": self.retention_days,
             "client": asdict(self.client),
             "api": {
                 "base_url": self.api.base_url,
@@ -44,6 +46,7 @@ class RunConfig:
             window=RunWindow.from_xcom(data["window"]),
             chunk_size=int(data["chunk_size"]),
             max_bad_row_share=float(data["max_bad_row_share"]),
+            retention_days=int(data["retention_days"]),
             client=ClientSettings(**data["client"]),
             api=ApiTarget(api_key=api_key, **data["api"]),
         )
@@ -63,6 +66,7 @@ def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget)
         window=RunWindow(dates, int(value(settings.LOOKBACK_DAYS))),
         chunk_size=int(value(settings.CHUNK_SIZE)),
         max_bad_row_share=value(settings.MAX_BAD_ROW_SHARE),
+        retention_days=int(value(settings.RUN_RETENTION_DAYS)),
         client=ClientSettings(
             max_journeys_per_request=int(value(settings.MAX_JOURNEYS_PER_REQUEST)),
             max_sessions_per_request=int(value(settings.MAX_SESSIONS_PER_REQUEST)),

@@ -13,9 +13,11 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
@@ -65,15 +67,55 @@ def run_directory(root: StoragePath, run_id: str) -> StoragePath:
 
 
 @contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """An advisory lock on ``path`` across processes of this machine (held until the block ends)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def exclusive_lock(folder: Path) -> Iterator[None]:
+    """An advisory lock on a folder across processes of this machine, held until the block ends.
+
+    The folder itself is locked (Linux locks directories like files), so no lock file is left.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _modified(info: dict) -> float | None:
+    """A file's modification time from an object store's listing (the key differs by store)."""
+    for key in ("mtime", "LastModified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+    return None
+
+
+def last_modified(folder: StoragePath) -> float | None:
+    """The newest modification time (epoch seconds) of a folder and the files below it."""
+    local = local_path(folder)
+    if local is not None:
+        return max((p.stat().st_mtime for p in [local, *local.rglob("*")]), default=None)
+    found = folder.fs.find(folder.path, detail=True)  # type: ignore[attr-defined]
+    return max((t for t in map(_modified, found.values()) if t is not None), default=None)
+
+
+def expired_runs(root: StoragePath, keep: str, max_age_days: int, now: float) -> list[StoragePath]:
+    """Run folders under ``root`` untouched for more than ``max_age_days``, except ``keep``.
+
+    A folder whose age cannot be read is kept."""
+    cutoff = now - max_age_days * 86400
+    folders = [f for f in (local_path(root) or root).iterdir() if f.is_dir() and f.name != keep]
+    return [f for f in sorted(folders, key=str) if (m := last_modified(f)) is not None and m < cutoff]
+
+
+def remove_folder(folder: StoragePath) -> None:
+    local = local_path(folder)
+    if local is not None:
+        shutil.rmtree(local)
+    else:
+        folder.fs.rm(folder.path, recursive=True)  # type: ignore[attr-defined]
 
 
 @contextmanager

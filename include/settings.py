@@ -6,6 +6,7 @@ them into typed values and name the setting at fault when one is wrong.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ LOCAL_API_HOST = "127.0.0.1"
 LOCAL_API_PORT = 8765
 LOCAL_API_KEY = "local-dev-key"
 DEFAULT_CONV_TYPE_ID = "default"
+
+# The outputs as Airflow Assets (Datasets on 2.10): a downstream DAG scheduled on one of these
+# URIs runs when a run of ihc_attribution has updated it.
+JOURNEYS_ASSET_URI = "ihc://warehouse/attribution_customer_journey"
+REPORT_ASSET_URI = "ihc://warehouse/channel_reporting"
+CSV_ASSET_URI = "ihc://output/channel_reporting.csv"
 
 MAX_MAP_LENGTH = 1024
 # Largest |Σ ihc - 1| accepted for one conversion, by the client and by the writer alike.
@@ -85,6 +92,8 @@ MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
 BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5, minimum=0.01)
 MAX_BAD_ROW_SHARE = FloatVariable("ihc_max_bad_row_share", 0.05)
 CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
+# At least a day, so a run never removes the folder of another run that is still going.
+RUN_RETENTION_DAYS = IntVariable("ihc_run_retention_days", 30)
 
 VARIABLES: tuple[NumberVariable, ...] = (
     CHUNK_SIZE,
@@ -97,7 +106,34 @@ VARIABLES: tuple[NumberVariable, ...] = (
     BACKOFF_SECONDS,
     CHUNK_BUDGET_SECONDS,
     MAX_BAD_ROW_SHARE,
+    RUN_RETENTION_DAYS,
 )
+
+# Read by the failure callback when a task fails, not by the run configuration: it must work
+# even when the run failed on a bad Variable.
+FAILURE_NOTIFIER = "ihc_failure_notifier"
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """An Airflow notifier class (import path) and its keyword arguments."""
+
+    class_path: str
+    kwargs: dict
+
+
+def parse_notifier_spec(raw: str) -> NotifierSpec:
+    """``{"class": "package.module.Notifier", "kwargs": {...}}``, the form of the Variable."""
+    try:
+        spec = json.loads(raw)
+    except ValueError as exc:
+        raise SettingError(f"Variable {FAILURE_NOTIFIER} is not JSON ({exc})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) or "." not in spec["class"]:
+        raise SettingError(f'Variable {FAILURE_NOTIFIER} needs {{"class": "module.Notifier", "kwargs": {{...}}}}')
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise SettingError(f"Variable {FAILURE_NOTIFIER}: kwargs must be a JSON object")
+    return NotifierSpec(spec["class"], kwargs)
 
 
 @dataclass(frozen=True)
@@ -203,5 +239,5 @@ def warehouse_lock_timeout_seconds() -> float:
 
 
 def retry_delay_seconds() -> float:
-    """Airflow's first retry delay of the API task (doubles on each retry)."""
+    """Airflow's first retry delay of every task (doubles on each retry)."""
     return _env_seconds("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")

@@ -33,6 +33,7 @@ class RunSummary:
     row_issues: dict[str, dict] = field(default_factory=dict)
     # Parameter files of the local server's offline engine, when it was the API.
     engine_parameters: list[str] = field(default_factory=list)
+    run_csv_path: str = ""
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -58,6 +59,7 @@ class RunSummary:
                 f"  report cost               {self.report_cost:>12,.2f} EUR",
                 f"  attributed revenue        {self.report_ihc_revenue:>12,.2f} EUR",
                 f"  CSV                       {self.csv_path}",
+                *([f"  CSV of this run           {self.run_csv_path}"] if self.run_csv_path else []),
                 *(f"  local engine parameters   {path}" for path in self.engine_parameters),
                 *(["  rows skipped or adjusted:"] if issues else []),
                 *issues,

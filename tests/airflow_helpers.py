@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from include import settings
 
 DAG_ID = "ihc_attribution"
+AIRFLOW_3 = importlib.util.find_spec("airflow.sdk") is not None
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
@@ -42,3 +44,16 @@ def empty_outputs(db: Path) -> None:
     with sqlite3.connect(db) as conn:
         for table in OUTPUTS:
             conn.execute(f"DELETE FROM {table}")
+
+
+def asset_event_uris(run_id: str) -> list[str]:
+    """URIs of the asset (dataset) events a run emitted, from the metadata DB."""
+    from airflow.utils.session import create_session
+
+    try:
+        from airflow.models.asset import AssetEvent as Event
+    except ImportError:  # Airflow 2.10
+        from airflow.models.dataset import DatasetEvent as Event
+
+    with create_session() as session:
+        return sorted(event.uri for event in session.query(Event).filter(Event.source_run_id == run_id))

@@ -1,4 +1,4 @@
-"""The DAG file parses in real Airflow and is wired as DESIGN.md describes."""
+"""The DAG file parses in real Airflow and is wired as docs/design.md describes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import pytest
 from include import settings
 from tests.airflow_helpers import load_dag
 
-TASKS = ["init_db", "extract", "build_journeys", "attribute_chunk", "write_attributions", "build_report", "export_csv"]
+TASKS = [
+    "init_db",
+    "extract",
+    "build_journeys",
+    "attribute_chunk",
+    "write_attributions",
+    "build_report",
+    "export_csv",
+    "cleanup_run_folders",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +36,7 @@ def test_imports_without_errors(dag_bag):
     assert bag.import_errors == {}
     assert list(bag.dags) == ["ihc_attribution"]
     assert dag.doc_md and "attribute_chunk" in dag.doc_md
+    assert dag.description and "attribution" in dag.description
 
 
 def test_one_task_per_step_in_order(dag):
@@ -43,7 +53,25 @@ def test_api_task_is_mapped_with_pool_retries_and_chunk_names(dag):
     assert task.retry_exponential_backoff
     assert task.max_retry_delay is not None
     assert task.execution_timeout is not None
-    assert task.map_index_template == "{{ chunk_label }}"
+    assert "chunk" in task.map_index_template and "label" in task.map_index_template
+
+
+def test_every_task_retries_with_backoff_and_alerts_on_failure(dag):
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
+        assert task.retry_delay.total_seconds() == settings.retry_delay_seconds(), task.task_id
+        callbacks = task.on_failure_callback
+        assert [c.__name__ for c in (callbacks if isinstance(callbacks, list) else [callbacks])] == ["notify_failure"]
+
+
+def test_outputs_are_assets(dag):
+    outlets = {t.task_id: [getattr(o, "uri", None) for o in t.outlets] for t in dag.tasks if t.outlets}
+    assert outlets == {
+        "write_attributions": [settings.JOURNEYS_ASSET_URI],
+        "build_report": [settings.REPORT_ASSET_URI],
+        "export_csv": [settings.CSV_ASSET_URI],
+    }
 
 
 def test_writer_runs_when_no_chunk_was_mapped(dag):
@@ -55,6 +83,16 @@ def test_params_default_to_env_or_sample_range(dag):
     assert dag.params["end_date"] == settings.default_end_date()
 
 
+@pytest.mark.parametrize("name", ["start_date", "end_date"])
+def test_date_params_are_typed_dates(dag, name):
+    param = dag.params.get_param(name)
+    assert param.schema["format"] == "date"
+    assert param.resolve("2023-09-03") == "2023-09-03"
+    with pytest.raises(Exception, match="date"):
+        param.resolve("2023-9-1x")
+
+
 def test_helper_modules_are_ignored_by_the_dag_processor():
     ignored = (settings.PROJECT_ROOT / "dags" / ".airflowignore").read_text().split()
-    assert {"airflow_compat.py", "run_context.py"} <= set(ignored)
+    helpers = {p.name for p in (settings.PROJECT_ROOT / "dags").glob("*.py")} - {"ihc_attribution.py"}
+    assert helpers == set(ignored)

@@ -10,12 +10,14 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
+import orjson
 import pytest
 
 from include import extract, schema, settings, warehouse
 from include.journeys import JourneyStats, build_journeys
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
+from tests.airflow_helpers import asset_event_uris
 from tests.e2e.conftest import CHUNK_SIZE, END, START, run, task_instances
 from tools.local_server import Fault
 
@@ -85,6 +87,9 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
     assert {index: tis[("attribute_chunk", index)].try_number for index in chunks} == {0: 1, 1: 2, 2: 1, 3: 1}
     assert tis[("attribute_chunk", 1)].rendered_map_index == f"chunk 2/4 · {CHUNK_SIZE} journeys"
     assert server_config.faults_fired == 2
+    assert asset_event_uris(first.run_id) == sorted(
+        [settings.JOURNEYS_ASSET_URI, settings.REPORT_ASSET_URI, settings.CSV_ASSET_URI]
+    )
 
     with sqlite3.connect(db) as conn:
         sums = dict(conn.execute("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id"))
@@ -103,6 +108,8 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
     assert summary.conversions == summary.attributed + summary.without_sessions
     assert summary.engine_parameters == [trained_engine.path]
     assert f"local engine parameters   {trained_engine.path}" in summary.text()
+    assert Path(summary.run_csv_path).read_bytes() == Path(summary.csv_path).read_bytes()
+    assert Path(summary.run_csv_path).parent == Path(settings.work_base()) / Path(summary.run_csv_path).parent.name
     csv_lines = Path(summary.csv_path).read_text().splitlines()
     assert csv_lines[0] == "channel_name,date,cost,ihc,ihc_revenue,CPO,ROAS"
     assert len(csv_lines) == len(stored) + 1
@@ -117,7 +124,6 @@ def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
     ("start", "end", "param"),
     [
         ("2023-09-07", "2023-09-01", "end_date"),
-        ("2023-9-1x", "2023-09-07", "start_date"),
         ("0001-01-01", "9999-12-31", "start_date"),
     ],
 )
@@ -131,3 +137,27 @@ def test_invalid_params_fail_the_first_task_naming_the_param(dag, pipeline_env, 
     assert f"param {param}=" in captured.out + captured.err
     with sqlite3.connect(pipeline_env) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'channel_reporting'").fetchone() is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "param"), [("2023-9-1x", "2023-09-07", "start_date"), (START, "soon", "end_date")]
+)
+def test_a_malformed_date_is_refused_when_the_run_is_triggered(dag, pipeline_env, start, end, param):
+    with pytest.raises(Exception, match=f"param {param}") as refused:
+        run(dag, start, end)
+    assert type(refused.value).__name__ == "ParamValidationError"
+    with sqlite3.connect(pipeline_env) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'channel_reporting'").fetchone() is None
+
+
+def test_a_failed_task_calls_the_configured_notifier(dag, pipeline_env, monkeypatch, tmp_path):
+    alerts = tmp_path / "alerts.jsonl"
+    spec = {"class": "failure_alerts.FileNotifier", "kwargs": {"path": str(alerts)}}
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_FAILURE_NOTIFIER", orjson.dumps(spec).decode())
+
+    dag_run = run(dag, "2023-09-07", "2023-09-01")
+
+    assert str(task_instances(dag_run)[("init_db", -1)].state).endswith("failed")
+    [alert] = [orjson.loads(line) for line in alerts.read_bytes().splitlines()]
+    assert (alert["dag_id"], alert["run_id"], alert["task_id"]) == ("ihc_attribution", dag_run.run_id, "init_db")
+    assert "param end_date=2023-09-01" in alert["error"]

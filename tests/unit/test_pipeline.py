@@ -99,9 +99,11 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         ]
         assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
         assert (store / SUMMARY_FILE).exists()
+        assert (store / "out.csv").read_bytes() == (tmp_path / "csv" / "out.csv").read_bytes()
     finally:
         store.fs.rm(store.path, recursive=True)
     assert chunks == local_chunks
-    assert {k: v for k, v in summary.items() if k != "csv_path"} == {
-        k: v for k, v in local_summary.items() if k != "csv_path"
+    paths = ("csv_path", "run_csv_path")
+    assert {k: v for k, v in summary.items() if k not in paths} == {
+        k: v for k, v in local_summary.items() if k not in paths
     }

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing
+import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from upath import UPath
 
-from include.runfiles import atomic_write_bytes, atomic_writer, local_path, run_directory
+from include.runfiles import (
+    atomic_write_bytes,
+    atomic_writer,
+    exclusive_lock,
+    expired_runs,
+    local_path,
+    remove_folder,
+    run_directory,
+)
 
 
 def test_run_directory_is_filesystem_safe_and_distinct_per_run(tmp_path: Path):
@@ -63,3 +75,54 @@ def test_object_store_write_appears_whole_and_only_on_success(object_store):
     atomic_write_bytes(path, b"whole")
     assert path.read_bytes() == b"whole"
     assert [p.name for p in path.parent.iterdir()] == ["chunk-0000.json"]
+
+
+def test_the_folder_lock_serialises_processes_and_leaves_no_file(tmp_path: Path):
+    folder = tmp_path / "output"
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(folder, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    finally:
+        release.set()
+        holder.join(30)
+    with exclusive_lock(folder):
+        pass
+    assert list(folder.iterdir()) == []
+
+
+def _hold_lock(folder: Path, ready, release) -> None:
+    with exclusive_lock(folder):
+        ready.set()
+        release.wait(30)
+
+
+def _age(folder: Path, days: float, now: float) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (now - days * 86400, now - days * 86400))
+
+
+def test_expired_runs_are_the_old_ones_except_the_kept_one(tmp_path: Path):
+    now = time.time()
+    for name, days in (("old", 40), ("recent", 2), ("current", 90)):
+        atomic_write_bytes(tmp_path / name / "chunks" / "chunk-0000.json", b"[]")
+        _age(tmp_path / name, days, now)
+    os.utime(tmp_path / "recent" / "chunks" / "chunk-0000.json", (now, now))
+    (tmp_path / "channel_reporting.csv").write_text("not a folder")
+
+    assert [f.name for f in expired_runs(tmp_path, "current", 30, now)] == ["old"]
+    assert [f.name for f in expired_runs(tmp_path, "current", 50, now)] == []
+
+
+def test_expired_runs_on_an_object_store(object_store):
+    for name in ("a", "b"):
+        atomic_write_bytes(object_store / name / "summary.json", b"{}")
+    later = time.time() + 3 * 86400
+    assert [f.name for f in expired_runs(object_store, "b", 1, later)] == ["a"]
+    remove_folder(object_store / "a")
+    assert [f.name for f in object_store.iterdir()] == ["b"]
