@@ -8,7 +8,9 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
 # make engine-train: WAREHOUSE= (SQLite file or postgresql:// URL), CONV_TYPE=, START=, END=;
 # unset ones take the engine_training defaults (the sample database, "default", the sample range).
-PORT ?= 8765
+# PORT: make server's port (8765), make airflow's UI port (8080).
+server: PORT ?= 8765
+airflow: PORT ?= 8080
 
 .PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
 
@@ -27,8 +29,8 @@ test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.
 bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
 	$(BIN)/python -m tools.bench
 
-airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:8080 with a real scheduler; Ctrl-C stops it
-	$(BIN)/python -m tools.local_stack
+airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(PORT) with a real scheduler; writes .airflow/airflow.env for the CLI; Ctrl-C stops it
+	$(BIN)/python -m tools.local_stack --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -78,8 +78,13 @@ def postgres_hook(conn_id: str) -> Any:
 
 
 def mapped_outputs(values: Any) -> list:
-    """The return values of a mapped task; Airflow 2.10 passes None when nothing was mapped."""
-    return list(values or ())
+    """The return values of a mapped task; Airflow 2.10 passes None when nothing was mapped.
+
+    Read by index up to its length: iterating probes one past the end, which Airflow 3 logs as
+    an "XCom not found" error on every successful run."""
+    if values is None:
+        return []
+    return [values[i] for i in range(len(values))]
 
 
 def run_type(context: dict) -> str:

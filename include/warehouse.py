@@ -10,6 +10,7 @@ classified by their codes, not their message text.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sqlite3
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from include import settings
+
+log = logging.getLogger(__name__)
 
 # Any constant key works; it only has to be the same for every writer of one warehouse.
 POSTGRES_WRITE_LOCK_KEY = 0x1_4C_A77
@@ -275,6 +278,21 @@ class WarehouseTarget:
     open: Callable[[], Warehouse]
 
 
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL, deliberately and for good: the extract of one run and the write of another, or an
+    analyst's query, do not block each other (README, "The SQLite warehouse's journal mode")."""
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+        log.warning(
+            "switched the SQLite warehouse %s from journal mode %s to WAL (persistent; "
+            "PRAGMA journal_mode=%s switches it back when no run is going)",
+            path,
+            mode,
+            mode.upper(),
+        )
+
+
 def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
     if not create and not path.is_file():
         raise WarehouseError(f"warehouse database {path} does not exist")
@@ -284,7 +302,7 @@ def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
     except sqlite3.Error as exc:
         raise explain(exc, label, file_based=True) from exc
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise explain(exc, label, file_based=True) from exc

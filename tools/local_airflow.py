@@ -23,6 +23,12 @@ def airflow_home() -> Path:
     return Path(os.environ.get("ATTRIBUTION_AIRFLOW_HOME") or settings.PROJECT_ROOT / ".airflow")
 
 
+# Every Airflow process of the local stack waits this long for the SQLite metadata DB's write
+# lock instead of failing after sqlite3's 5 s ("database is locked"): a backfill created while
+# a run is busy, a REST call during the scheduler's bulk updates.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+
+
 def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     ours = [str(settings.PROJECT_ROOT), str(settings.PROJECT_ROOT / "dags")]
@@ -33,6 +39,8 @@ def airflow_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
             "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": f"{__name__}.SQLITE_CONNECT_ARGS",
             "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"include\..*",
             "PYTHONPATH": os.pathsep.join(python_path),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)]),

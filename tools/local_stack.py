@@ -4,15 +4,19 @@ Trains the local IHC engine's default conversion type on the sample (unless its 
 is newer than the database), then starts the local IHC server, Airflow's API server (UI + REST
 API), scheduler (LocalExecutor, mapped chunks run in parallel), dag-processor and triggerer,
 after creating the metadata DB, the login, the ``ihc_api`` pool, the Variables' defaults and the
-connections. Ctrl-C stops every process it started. Each process logs to
-``<AIRFLOW_HOME>/stack/<name>.log``.
+connections. Ctrl-C, or any component exiting, stops every process it started and everything
+those started (executor workers, serve-logs), with SIGKILL for what ignores SIGTERM. Each
+process logs to ``<AIRFLOW_HOME>/stack/<name>.log``; ``<AIRFLOW_HOME>/airflow.env`` is the
+environment to ``source`` for the Airflow CLI against this stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import psutil
 
 from include import settings
 from tools import engine_parameters
@@ -91,6 +96,17 @@ class LocalStack:
         if done.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args[:3])} failed:\n{done.stdout}{done.stderr}")
 
+    @property
+    def cli_env_file(self) -> Path:
+        return self.home / "airflow.env"
+
+    def write_cli_env(self, env: dict[str, str]) -> None:
+        """The settings this stack adds to the environment, as a file to ``source`` before the
+        Airflow CLI (``airflow backfill create``, ``airflow variables set``) talks to it."""
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v]
+        header = f"# source {self.cli_env_file}: the Airflow CLI then works against the stack at {self.url}\n"
+        self.cli_env_file.write_text(header + "\n".join(lines) + "\n")
+
     def prepare(self, env: dict[str, str]) -> None:
         """Metadata DB, pool, and the Variables not set yet (connections come from the environment)."""
         self._cli(env, "db", "migrate")
@@ -110,6 +126,7 @@ class LocalStack:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.env()
+        self.write_cli_env(env)
         self.prepare(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
         server = [
@@ -146,18 +163,27 @@ class LocalStack:
             time.sleep(0.5)
         raise RuntimeError(f"the API server did not answer on {self.url} within {timeout} s")
 
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    def stop(self, grace_seconds: float = 20.0) -> None:
+        """Stop every process of the stack: each component's whole process group (executor
+        workers, serve-logs, task processes), also when the component itself already died and
+        left them behind; SIGTERM first, SIGKILL for what is left after the grace period."""
+        groups = [process.pid for process in self.processes.values()]
+        for signum, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
+            for group in groups:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signum)
+            deadline = time.monotonic() + wait
+            while self._alive(groups) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not self._alive(groups):
+                break
         self.processes.clear()
+
+    def _alive(self, groups: list[int]) -> list[psutil.Process]:
+        """Processes of these groups that still run (our own children are reaped here)."""
+        for process in self.processes.values():
+            process.poll()
+        return [p for p in psutil.process_iter(["status"]) if _group(p) in groups and p.info["status"] != "zombie"]
 
     def __enter__(self) -> LocalStack:
         try:
@@ -169,6 +195,13 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -190,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nAirflow UI: {stack.url}  (login {LOGIN[0]} / {LOGIN[1]})\n"
             f"local IHC server: {stack.ihc_url} (engine parameters {trained.path})\nlogs: {stack.home / 'stack'}\n"
+            f"Airflow CLI against it: source {stack.cli_env_file}  (then e.g. airflow dags list)\n"
             "The DAG ihc_attribution starts paused: unpause it or trigger it from the UI. Ctrl-C stops everything.",
             flush=True,
         )

@@ -65,6 +65,8 @@ def test_demo_runs_offline_prints_the_summary_and_reruns_identically(tmp_path: P
     trained = engine_parameters.read(parameters)
     assert trained.trained_on.warehouse == f"SQLite {tmp_path / 'data' / 'challenge.db'}"
     assert (trained.trained_on.start, trained.trained_on.end) == (settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+    airflow_log = (tmp_path / "airflow" / "demo.log").read_text().splitlines()
+    assert [line for line in airflow_log if "[error" in line] == [], "a successful run logs no error"
     before = tables(db)
     assert len(before[0]) > 3000
 

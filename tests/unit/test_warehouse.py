@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from contextlib import closing
+
 import pytest
 
 from include import schema, warehouse
@@ -27,6 +31,22 @@ def test_connect_create_makes_the_file(tmp_path):
         assert database.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         database.close()
+
+
+def test_a_warehouse_switched_to_wal_is_logged_once_naming_the_file(tmp_path, caplog):
+    path = tmp_path / "users.db"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+    with caplog.at_level(logging.WARNING, logger="include.warehouse"):
+        warehouse.connect_sqlite(path).close()
+        warehouse.connect_sqlite(path).close()
+
+    [record] = caplog.records
+    assert str(path) in record.getMessage() and "from journal mode delete to WAL" in record.getMessage()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_transaction_rolls_back_on_error(db):
