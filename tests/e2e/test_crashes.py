@@ -10,7 +10,9 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,7 +194,38 @@ def test_a_bad_variable_fails_the_first_task_naming_it_before_anything_is_extrac
 
     tis = task_instances(dag_run)
     assert str(tis[("init_db", -1)].state).endswith("failed")
+    assert tis[("init_db", -1)].try_number == 1, "a bad Variable is not retried: it would fail the same way"
     assert not str(tis[("extract", -1)].state).endswith("success")
     captured = capfd.readouterr()
     assert "Variable ihc_request_concurrency='four' is not an integer" in captured.out + captured.err
     assert server_config.requests == 0
+
+
+def release_when_init_db_waits_for_retry(lock: sqlite3.Connection, metadata_db: Path) -> threading.Thread:
+    """Roll the lock holder back once the metadata DB shows init_db up for retry."""
+
+    def watch() -> None:
+        with closing(sqlite3.connect(metadata_db, timeout=30)) as meta:
+            query = "SELECT count(*) FROM task_instance WHERE task_id = 'init_db' AND state = 'up_for_retry'"
+            while not meta.execute(query).fetchone()[0]:
+                time.sleep(0.1)
+        lock.execute("ROLLBACK")
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_warehouse_lock_timeout_is_retried_and_the_run_completes(dag, pipeline_env, monkeypatch, test_root):
+    monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.5")
+    lock = sqlite3.connect(pipeline_env, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    watcher = release_when_init_db_waits_for_retry(lock, test_root / "airflow" / "airflow.db")
+
+    dag_run = run(dag)
+
+    watcher.join(5)
+    lock.close()
+    tis = task_instances(dag_run)
+    assert str(dag_run.state).endswith("success")
+    assert tis[("init_db", -1)].try_number == 2
