@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 try:
     from airflow.sdk import (
         Asset,
+        AsyncCallback,
         BaseHook,
         BaseNotifier,
         CronDataIntervalTimetable,
+        DeadlineAlert,
+        DeadlineReference,
         ObjectStoragePath,
         Param,
         Variable,
@@ -48,6 +52,7 @@ __all__ = [
     "get_variable",
     "mapped_outputs",
     "postgres_hook",
+    "run_deadline",
     "run_type",
     "task",
 ]
@@ -75,6 +80,21 @@ def postgres_hook(conn_id: str) -> Any:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     return PostgresHook(postgres_conn_id=conn_id)
+
+
+def run_deadline(minutes: float, callback_path: str) -> dict[str, Any]:
+    """DAG arguments for an alert when a run is not done ``minutes`` after it was queued.
+
+    Airflow 3 only (Deadline Alerts, the callback runs in the triggerer); 2.10 has per-task SLAs,
+    removed in 3, and gets nothing. ``minutes`` 0 means no deadline."""
+    if not AIRFLOW_3 or minutes <= 0:
+        return {}
+    alert = DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(callback_path),
+    )
+    return {"deadline": alert}
 
 
 def mapped_outputs(values: Any) -> list:

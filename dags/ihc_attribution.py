@@ -36,7 +36,16 @@ from include import pipeline, settings
 from include.run_config import RunConfig
 
 import run_context
-from airflow_compat import Asset, CronDataIntervalTimetable, Param, dag, get_current_context, mapped_outputs, task
+from airflow_compat import (
+    Asset,
+    CronDataIntervalTimetable,
+    Param,
+    dag,
+    get_current_context,
+    mapped_outputs,
+    run_deadline,
+    task,
+)
 from failure_alerts import notify_failure
 from run_context import no_retry_on_final_errors
 
@@ -60,6 +69,8 @@ RETRIES = {
     doc_md=__doc__,
     tags=["attribution", "ihc"],
     default_args={"owner": "attribution", "on_failure_callback": notify_failure, **RETRIES},
+    # Airflow 3: an alert through the same notifier when a run is not done in time.
+    **run_deadline(settings.run_deadline_minutes(), "failure_alerts.deadline_missed"),
     params={
         "start_date": Param(
             settings.default_start_date(),

@@ -225,7 +225,7 @@ def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str
     return f"http://{host}:{port}"
 
 
-def _env_seconds(name: str, default: str) -> float:
+def _env_number(name: str, default: str) -> float:
     raw = os.environ.get(name, default)
     try:
         return float(raw)
@@ -235,9 +235,14 @@ def _env_seconds(name: str, default: str) -> float:
 
 def warehouse_lock_timeout_seconds() -> float:
     """How long a warehouse write waits for another writer's lock before it fails."""
-    return _env_seconds("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60")
+    return _env_number("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60")
+
+
+def run_deadline_minutes() -> float:
+    """Minutes after a run was queued by which it should be done, else an alert (Airflow 3); 0: none."""
+    return _env_number("ATTRIBUTION_RUN_DEADLINE_MINUTES", "120")
 
 
 def retry_delay_seconds() -> float:
     """Airflow's first retry delay of every task (doubles on each retry)."""
-    return _env_seconds("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")
+    return _env_number("ATTRIBUTION_RETRY_DELAY_SECONDS", "30")

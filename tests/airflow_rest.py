@@ -37,6 +37,9 @@ class AirflowApi:
     def patch(self, path: str, body: object) -> dict:
         return self._call("PATCH", "/api/v2" + path, body)
 
+    def delete(self, path: str) -> None:
+        self._call("DELETE", "/api/v2" + path)
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while True:

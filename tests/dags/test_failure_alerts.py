@@ -3,6 +3,7 @@ when the Variable is wrong."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from include import settings
-from tests.airflow_helpers import load_dag
+from tests.airflow_helpers import AIRFLOW_3, load_dag
 
 VARIABLE_ENV = f"AIRFLOW_VAR_{settings.FAILURE_NOTIFIER.upper()}"
 
@@ -61,5 +62,24 @@ def test_a_wrong_variable_is_named_in_the_log(alerts, context, monkeypatch, capl
     monkeypatch.setenv(VARIABLE_ENV, raw)
     with caplog.at_level(logging.ERROR):
         alerts.notify_failure(context)
-    assert f"failure alert not sent: Variable {settings.FAILURE_NOTIFIER}" in caplog.text
+    assert f"alert not sent: Variable {settings.FAILURE_NOTIFIER}" in caplog.text
     assert reason in caplog.text
+
+
+@pytest.mark.skipif(not AIRFLOW_3, reason="deadline alerts exist on Airflow 3 only")
+def test_a_missed_deadline_goes_to_the_same_notifier(alerts, monkeypatch, tmp_path):
+    path = tmp_path / "alerts.jsonl"
+    spec = {"class": "failure_alerts.FileNotifier", "kwargs": {"path": str(path)}}
+    monkeypatch.setenv(VARIABLE_ENV, orjson.dumps(spec).decode())
+    # the context Airflow 3's deadline callbacks receive
+    context = {
+        "dag_run": {"dag_id": "ihc_attribution", "dag_run_id": "manual__1"},
+        "deadline": {"id": "x", "deadline_time": "2026-11-28T06:00:00+00:00"},
+    }
+    asyncio.run(alerts.deadline_missed(context))
+    [line] = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert (line["event"], line["run_id"], line["deadline"]) == (
+        "deadline missed",
+        "manual__1",
+        "2026-11-28T06:00:00+00:00",
+    )

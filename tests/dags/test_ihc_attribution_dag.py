@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from include import settings
-from tests.airflow_helpers import load_dag
+from tests.airflow_helpers import AIRFLOW_3, load_dag
 
 TASKS = [
     "init_db",
@@ -96,3 +96,13 @@ def test_helper_modules_are_ignored_by_the_dag_processor():
     ignored = (settings.PROJECT_ROOT / "dags" / ".airflowignore").read_text().split()
     helpers = {p.name for p in (settings.PROJECT_ROOT / "dags").glob("*.py")} - {"ihc_attribution.py"}
     assert helpers == set(ignored)
+
+
+def test_a_run_has_a_deadline_on_airflow_3(dag):
+    deadlines = getattr(dag, "deadline", None)
+    if not AIRFLOW_3:
+        assert not deadlines, "2.10 has no deadline alerts"
+        return
+    [alert] = deadlines if isinstance(deadlines, list) else [deadlines]
+    assert alert.interval.total_seconds() == settings.run_deadline_minutes() * 60
+    assert "failure_alerts.deadline_missed" in str(alert.callback.path)

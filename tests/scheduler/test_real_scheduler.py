@@ -51,6 +51,8 @@ def stack(warehouse_db: Path, tmp_path_factory, trained_engine):
         "AIRFLOW_CONN_IHC_WAREHOUSE": orjson.dumps({"conn_type": "sqlite", "host": str(warehouse_db)}).decode(),
         "ATTRIBUTION_DATA_DIR": str(root / "data"),
         "ATTRIBUTION_RETRY_DELAY_SECONDS": "1",
+        # 6 s: every run of these tests misses it; an alert goes out only while a notifier is set
+        "ATTRIBUTION_RUN_DEADLINE_MINUTES": "0.1",
     }
     with LocalStack(
         root / "airflow",
@@ -290,3 +292,20 @@ def wait_for(found, timeout: float = 180):
             raise AssertionError(f"nothing found within {timeout} s")
         time.sleep(1)
     return result
+
+
+def test_a_run_past_its_deadline_alerts_the_configured_notifier(api, tmp_path):
+    alerts = tmp_path / "alerts.jsonl"
+    spec = {"class": "failure_alerts.FileNotifier", "kwargs": {"path": str(alerts)}}
+    api.set_variable(settings.FAILURE_NOTIFIER, orjson.dumps(spec).decode())
+    try:
+        run_id = run_manual(api, settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
+
+        def alert_for_the_run() -> list[dict]:
+            lines = [orjson.loads(line) for line in alerts.read_bytes().splitlines()] if alerts.exists() else []
+            return [line for line in lines if line["run_id"] == run_id]
+
+        [alert] = wait_for(alert_for_the_run, timeout=120)
+    finally:
+        api.delete(f"/variables/{settings.FAILURE_NOTIFIER}")
+    assert (alert["event"], alert["dag_id"]) == ("deadline missed", DAG_ID)
