@@ -86,6 +86,7 @@ class LocalStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                "ATTRIBUTION_RUN_DEADLINE_MINUTES": os.environ.get("ATTRIBUTION_RUN_DEADLINE_MINUTES", "120"),
             }
             | self.extra_env
         )

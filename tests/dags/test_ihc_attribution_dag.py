@@ -98,11 +98,16 @@ def test_helper_modules_are_ignored_by_the_dag_processor():
     assert helpers == set(ignored)
 
 
-def test_a_run_has_a_deadline_on_airflow_3(dag):
-    deadlines = getattr(dag, "deadline", None)
+def test_no_deadline_unless_the_env_sets_one(dag):
+    assert not getattr(dag, "deadline", None)
+
+
+def test_a_run_deadline_from_the_env_on_airflow_3(monkeypatch):
+    monkeypatch.setenv("ATTRIBUTION_RUN_DEADLINE_MINUTES", "45")
+    deadlines = getattr(load_dag()[1], "deadline", None)
     if not AIRFLOW_3:
         assert not deadlines, "2.10 has no deadline alerts"
         return
     [alert] = deadlines if isinstance(deadlines, list) else [deadlines]
-    assert alert.interval.total_seconds() == settings.run_deadline_minutes() * 60
+    assert alert.interval.total_seconds() == 45 * 60
     assert "failure_alerts.deadline_missed" in str(alert.callback.path)

@@ -6,7 +6,9 @@ with datetime()), not against the pipeline's own queries.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from include.journeys import JourneyStats, build_journeys
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
 from tests.airflow_helpers import asset_event_uris
-from tests.e2e.conftest import CHUNK_SIZE, END, START, run, task_instances
+from tests.e2e.conftest import CHUNK_SIZE, END, START, run, succeeded, task_instances
 from tools.local_server import Fault
 
 
@@ -161,3 +163,28 @@ def test_a_failed_task_calls_the_configured_notifier(dag, pipeline_env, monkeypa
     [alert] = [orjson.loads(line) for line in alerts.read_bytes().splitlines()]
     assert (alert["dag_id"], alert["run_id"], alert["task_id"]) == ("ihc_attribution", dag_run.run_id, "init_db")
     assert "param end_date=2023-09-01" in alert["error"]
+
+
+def aged_run_folder(name: str, days: float) -> Path:
+    folder = Path(settings.work_base()) / name
+    (folder / "chunks").mkdir(parents=True, exist_ok=True)
+    (folder / "chunks" / "chunk-0000.json").write_text("[]")
+    when = time.time() - days * 86400
+    for path in (folder / "chunks" / "chunk-0000.json", folder / "chunks", folder):
+        os.utime(path, (when, when))
+    return folder
+
+
+def test_a_run_keeps_its_csv_and_removes_only_expired_run_folders(dag, pipeline_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_RUN_RETENTION_DAYS", "30")
+    expired, recent = aged_run_folder("manual__expired-0000", 40), aged_run_folder("manual__recent-0000", 2)
+
+    dag_run = run(dag)
+
+    assert succeeded(dag_run)
+    assert not expired.exists() and recent.exists()
+    own = run_directory(Path(settings.work_base()), dag_run.run_id)
+    latest = settings.output_dir() / "channel_reporting.csv"
+    assert (own / latest.name).read_bytes() == latest.read_bytes()
+    assert (own / SUMMARY_FILE).exists()
+    assert [p.name for p in settings.output_dir().iterdir() if p.name.endswith(".lock")] == []
