@@ -12,12 +12,12 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 server: PORT ?= 8765
 airflow: PORT ?= 8080
 
-.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres clean
+.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium screenshot clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m tools.demo
 
-test: $(STAMP) postgres  ## the whole test suite
+test: $(STAMP) postgres chromium  ## the whole test suite
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## the edit loop: unit, tool, DAG and layout tests, no PostgreSQL server, no Airflow run
@@ -49,6 +49,19 @@ engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys:
 server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(PORT) (key local-dev-key), each trained conversion type
 	$(BIN)/python -m tools.engine_training --ensure-default
 	$(BIN)/python -m tools.local_server --port $(PORT)
+
+chromium:  ## Chromium for the browser test of the HTML report (Debian package), installed as root when missing
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" -eq 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+
+screenshot: $(STAMP) chromium  ## docs/report.png: make demo's HTML report, taken in headless Chromium
+	$(BIN)/python -m tools.demo
+	$(BIN)/python -m tools.report_screenshot
 
 postgres:  ## the PostgreSQL server binaries the warehouse tests start (Debian package), unless a server is given
 	@if [ -z "$$ATTRIBUTION_TEST_POSTGRES_URL" ] && ! command -v initdb >/dev/null \

@@ -152,13 +152,13 @@ def ihc_attribution():
 
     @task(outlets=[Asset(settings.CSV_ASSET_URI)])
     def export_csv(config: dict, extracted: dict, stats: dict, written: dict, report: dict) -> dict:
-        """channel_reporting as CSV with CPO and ROAS (the latest, and a copy in the run folder),
-        and the run summary."""
+        """channel_reporting as CSV with CPO and ROAS, the HTML report (model comparison, paths),
+        each the latest in the output folder and a copy in the run folder, and the run summary."""
         return pipeline.export_step(
             run_context.warehouse(),
-            settings.output_dir() / "channel_reporting.csv",
+            settings.output_dir(),
             run_context.run_dir(get_current_context()),
-            RunConfig.from_xcom(config).window,
+            RunConfig.from_xcom(config),
             extracted,
             stats,
             written,

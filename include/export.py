@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from include.report import ReportRow
 from include.runfiles import StoragePath, atomic_write_bytes
 
+CSV_FILE = "channel_reporting.csv"
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
 
 

@@ -11,18 +11,23 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from include import html_report
 from include.attributions import ChunkResult, check_complete, iter_rows, replace_range_attributions, write_result
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
-from include.export import write_csv
+from include.export import CSV_FILE, write_csv
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
+from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
-from include.report import rebuild_report, report_rows, report_window
-from include.runfiles import StoragePath, exclusive_lock, expired_runs, remove_folder
+from include.model_comparison import credits_by_channel, rebuild_model_comparison
+from include.paths import top_paths
+from include.report import rebuild_report, report_rows, report_rows_between, report_window
+from include.run_config import RunConfig
+from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, expired_runs, remove_folder
 from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
-from include.warehouse import WarehouseTarget
+from include.warehouse import Warehouse, WarehouseTarget
 
 log = logging.getLogger(__name__)
 
@@ -130,27 +135,57 @@ def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None
     first, last = report_window(window, first_changed)
     with target.open() as db:
         totals = rebuild_report(db, first, last)
-    log.info("channel_reporting recomputed for %s .. %s: %d rows", first, last, totals.rows)
-    return asdict(totals)
+        rebuild_model_comparison(db, first, last)
+    log.info(
+        "channel_reporting and channel_model_comparison recomputed for %s .. %s: %d rows", first, last, totals.rows
+    )
+    return {**asdict(totals), "first": first, "last": last}
 
 
 def export_step(
     target: WarehouseTarget,
-    csv_path: Path,
+    output_dir: Path,
     run_dir: StoragePath,
-    window: RunWindow,
+    config: RunConfig,
     extracted: dict,
     stats: dict,
     written: dict,
     report: dict,
 ) -> dict:
-    run_csv = run_dir / csv_path.name
-    # Read and write under one lock: a run that read the table earlier cannot replace the CSV
-    # of a run that read it later.
-    with exclusive_lock(csv_path.parent), target.open() as db:
-        rows = write_csv(report_rows(db), csv_path, run_csv)
-    log.info("wrote %d report rows to %s and %s", rows, csv_path, run_csv)
-    summary = RunSummary(
+    """The CSV and the HTML report, latest in ``output_dir`` and this run's in its folder, and
+    the run summary."""
+    csv_path, html_path = output_dir / CSV_FILE, output_dir / REPORT_FILE
+    summary = _summary(config.window, extracted, stats, written, report)
+    summary.csv_path, summary.run_csv_path = str(csv_path), str(run_dir / CSV_FILE)
+    summary.html_path, summary.run_html_path = str(html_path), str(run_dir / REPORT_FILE)
+    # Read and write under one lock: a run that read the tables earlier cannot replace the files
+    # of a run that read them later.
+    with exclusive_lock(output_dir), target.open() as db:
+        rows = write_csv(report_rows(db), csv_path, run_dir / CSV_FILE)
+        page = html_report.render(_report_inputs(db, config, summary, report))
+        for path in (html_path, run_dir / REPORT_FILE):
+            atomic_write_bytes(path, page)
+    log.info("wrote %d report rows to %s and %s", rows, csv_path, summary.run_csv_path)
+    log.info("HTML report (%d kB): %s and %s", len(page) // 1024, html_path, summary.run_html_path)
+    path = summary.save(run_dir)
+    log.info("run summary (%s):\n%s", path, summary.text())
+    return asdict(summary)
+
+
+def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report: dict) -> ReportInputs:
+    first, last = report["first"], report["last"]
+    return ReportInputs(
+        summary=summary,
+        window=(first, last),
+        channel_rows=report_rows_between(db, first, last),
+        credits=credits_by_channel(db, first, last),
+        paths=top_paths(db, config.window.dates),
+        parameters=html_report.run_parameters(config, summary, (first, last)),
+    )
+
+
+def _summary(window: RunWindow, extracted: dict, stats: dict, written: dict, report: dict) -> RunSummary:
+    return RunSummary(
         start=window.dates.start,
         end=window.dates.end,
         conversions=stats["conversions"],
@@ -168,13 +203,9 @@ def export_step(
         report_rows=report["rows"],
         report_cost=report["cost"],
         report_ihc_revenue=report["ihc_revenue"],
-        csv_path=str(csv_path),
+        csv_path="",
         engine_parameters=written.get("engine_parameters", []),
-        run_csv_path=str(run_csv),
     )
-    path = summary.save(run_dir)
-    log.info("run summary (%s):\n%s", path, summary.text())
-    return asdict(summary)
 
 
 def cleanup_step(run_dir: StoragePath, retention_days: int, now: float | None = None) -> list[str]:

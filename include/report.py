@@ -50,6 +50,10 @@ ALL_REPORT_ROWS = """
     SELECT channel_name, date, cost, ihc, ihc_revenue
     FROM channel_reporting ORDER BY date, channel_name"""
 
+WINDOW_REPORT_ROWS = """
+    SELECT channel_name, date, cost, ihc, ihc_revenue
+    FROM channel_reporting WHERE date BETWEEN :first AND :last ORDER BY date, channel_name"""
+
 
 @dataclass(frozen=True)
 class ReportRow:
@@ -90,3 +94,8 @@ def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:
 def report_rows(db: Warehouse) -> Iterator[ReportRow]:
     for row in db.stream(ALL_REPORT_ROWS, {}):
         yield ReportRow(*row)
+
+
+def report_rows_between(db: Warehouse, first: str, last: str) -> list[ReportRow]:
+    """The rows of the session dates [first, last]: one run's window, for its HTML report."""
+    return [ReportRow(*row) for row in db.execute(WINDOW_REPORT_ROWS, {"first": first, "last": last})]

@@ -57,11 +57,16 @@ def read_lines(path: StoragePath) -> Iterator[bytes]:
         yield from iter(handle.readline, b"")
 
 
-def run_directory(root: StoragePath, run_id: str) -> StoragePath:
-    """The folder of one DAG run: the run id made filesystem-safe, plus a short hash of the raw
-    id so that two ids differing only in unsafe characters never share a folder."""
+def run_folder_name(run_id: str) -> str:
+    """The run id made filesystem-safe, plus a short hash of the raw id so that two ids
+    differing only in unsafe characters never share a folder."""
     safe = _UNSAFE.sub("_", run_id).strip("._") or "run"
-    path = root / f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+    return f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+
+
+def run_directory(root: StoragePath, run_id: str) -> StoragePath:
+    """The folder of one DAG run under ``root``, created if missing."""
+    path = root / run_folder_name(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -46,6 +46,13 @@ OUTPUT_DDL = (
         ihc {float} NOT NULL,
         ihc_revenue {float} NOT NULL,
         PRIMARY KEY (channel_name, date))""",
+    """CREATE TABLE IF NOT EXISTS channel_model_comparison (
+        model TEXT NOT NULL,
+        channel_name TEXT NOT NULL,
+        date TEXT NOT NULL,
+        credit {float} NOT NULL,
+        revenue {float} NOT NULL,
+        PRIMARY KEY (model, channel_name, date))""",
 )
 
 

@@ -34,6 +34,8 @@ class RunSummary:
     # Parameter files of the local server's offline engine, when it was the API.
     engine_parameters: list[str] = field(default_factory=list)
     run_csv_path: str = ""
+    html_path: str = ""
+    run_html_path: str = ""
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -60,6 +62,8 @@ class RunSummary:
                 f"  attributed revenue        {self.report_ihc_revenue:>12,.2f} EUR",
                 f"  CSV                       {self.csv_path}",
                 *([f"  CSV of this run           {self.run_csv_path}"] if self.run_csv_path else []),
+                *([f"  HTML report               {self.html_path}"] if self.html_path else []),
+                *([f"  HTML of this run          {self.run_html_path}"] if self.run_html_path else []),
                 *(f"  local engine parameters   {path}" for path in self.engine_parameters),
                 *(["  rows skipped or adjusted:"] if issues else []),
                 *issues,

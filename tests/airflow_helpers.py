@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 from include import settings
 
 DAG_ID = "ihc_attribution"
-AIRFLOW_3 = importlib.util.find_spec("airflow.sdk") is not None
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 

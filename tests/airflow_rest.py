@@ -15,7 +15,8 @@ class AirflowApi:
         self.url = url
         self.token = self._call("POST", "/auth/token", {"username": username, "password": password})["access_token"]
 
-    def _call(self, method: str, path: str, body: object = None) -> object:
+    def raw(self, method: str, path: str, body: object = None) -> bytes:
+        """The answer's body, as this user (path from the server root)."""
         headers = {"Content-Type": "application/json"}
         if getattr(self, "token", None):
             headers["Authorization"] = f"Bearer {self.token}"
@@ -23,9 +24,12 @@ class AirflowApi:
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                raw = response.read()
+                return response.read()
         except urllib.error.HTTPError as err:
             raise AssertionError(f"{method} {path}: HTTP {err.code} {err.read()[:500]!r}") from None
+
+    def _call(self, method: str, path: str, body: object = None) -> object:
+        raw = self.raw(method, path, body)
         return json.loads(raw) if raw else None
 
     def get(self, path: str) -> dict:

@@ -133,6 +133,16 @@ def postgres_url(postgres_admin: warehouse.Warehouse, postgres_server_url: str) 
     postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+@pytest.fixture(scope="module")
+def airflow_metadata_url(postgres_admin: warehouse.Warehouse, postgres_server_url: str) -> Iterator[str]:
+    """An empty database for an Airflow metadata DB (what ATTRIBUTION_AIRFLOW_DB names): Airflow
+    refuses to create backfills on SQLite under concurrent writes."""
+    name = f"airflow_{uuid.uuid4().hex[:12]}"
+    postgres_admin.execute(f"CREATE DATABASE {name}")
+    yield _database_url(postgres_server_url, name)
+    postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def sample_postgres_template(postgres_admin: warehouse.Warehouse, postgres_server_url: str, sample_db_template: Path):
     """A database holding the 1x sample's input tables, copied once per session."""

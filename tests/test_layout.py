@@ -44,6 +44,11 @@ def test_the_dag_file_imports_only_the_pipeline_its_helpers_and_the_compat_modul
     assert ours == {"include", "run_context", "failure_alerts", "airflow_compat"}
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "plugins").glob("*.py")), ids=lambda p: p.name)
+def test_the_airflow_plugins_import_the_pipeline_and_airflow_but_no_tool(path: Path) -> None:
+    assert top_level(imported_modules(path)) & {"tools", "tests", "dags"} == set()
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "tools").glob("*.py")), ids=lambda p: p.name)
 def test_tools_do_not_import_the_dags(path: Path) -> None:
     assert (
@@ -53,7 +58,9 @@ def test_tools_do_not_import_the_dags(path: Path) -> None:
 
 
 # A path in backticks or a link target: a folder or file of this repository.
-PATH = re.compile(r"(?:`|\]\()((?:dags|include|tools|tests|docs|bench|\.ci)/[\w./-]*|[\w-]+\.(?:md|yml|txt|toml))[`)]")
+PATH = re.compile(
+    r"(?:`|\]\()((?:dags|include|plugins|tools|tests|docs|bench|\.ci)/[\w./-]*|[\w-]+\.(?:md|yml|txt|toml))[`)]"
+)
 
 
 # Folders the project writes and git ignores (bench/data/, ...): named in the docs, absent in a clone.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from include import warehouse
 from include.schema import INPUT_COLUMNS
 
-OUTPUT_TABLES = {"attribution_customer_journey", "channel_reporting"}
+OUTPUT_TABLES = {"attribution_customer_journey", "channel_reporting", "channel_model_comparison"}
 
 
 INDEXES = {

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include import pipeline, settings, warehouse
-from include.ihc_client import ApiTarget, ClientSettings
+from include import pipeline, run_config, settings, warehouse
+from include.ihc_client import ApiTarget, ClientSettings, local_target
 from tools import engine_parameters, engine_training
 from tools.demo import free_port, wait_for_port
 from tools.local_airflow import airflow_env, connection_env, local_api_connection
@@ -127,17 +127,22 @@ def stage_main(argv: list[str]) -> None:
         state.write_text(json.dumps({**saved, "report": report}))
     elif args.stage == "export":
         saved = json.loads(state.read_text())
+        started = time.perf_counter()
         summary = pipeline.export_step(
             db,
-            run_dir / "channel_reporting.csv",
+            run_dir / "output",
             run_dir,
-            WINDOW,
+            run_config.resolve(WINDOW.dates, lambda name: None, local_target()),
             saved["extracted"],
             saved["stats"],
             saved["written"],
             saved["report"],
         )
-        detail = {"csv_rows": summary["report_rows"]}
+        detail = {
+            "csv_rows": summary["report_rows"],
+            "export_s": time.perf_counter() - started,
+            "html_kb": Path(summary["html_path"]).stat().st_size / 1024,
+        }
     else:
         raise SystemExit(f"unknown stage {args.stage}")
     print(json.dumps({**detail, "peak_rss_mb": peak_rss_mb()}))

@@ -33,7 +33,7 @@ from include import settings
 from tools import engine_parameters
 from tools.demo import free_port, wait_for_port
 from tools.engine_training import ensure_default
-from tools.local_airflow import airflow_env, airflow_home, connection_env, local_api_connection
+from tools.local_airflow import CONNECT_ARGS_KEYS, airflow_env, airflow_home, connection_env, local_api_connection
 
 LOGIN = ("airflow", "airflow")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -70,7 +70,7 @@ class LocalStack:
         passwords = self.home / "passwords.json"
         passwords.write_bytes(orjson.dumps({LOGIN[0]: LOGIN[1]}))
         return (
-            airflow_env(self.home)
+            airflow_env(self.home, {**os.environ, **self.extra_env})
             | local_api_connection(self.ihc_url, settings.LOCAL_API_KEY)
             | connection_env(
                 settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())}
@@ -105,6 +105,7 @@ class LocalStack:
         """The settings this stack adds to the environment, as a file to ``source`` before the
         Airflow CLI (``airflow backfill create``, ``airflow variables set``) talks to it."""
         lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v]
+        lines += [f"unset {k}" for k in CONNECT_ARGS_KEYS if k not in env]
         header = f"# source {self.cli_env_file}: the Airflow CLI then works against the stack at {self.url}\n"
         self.cli_env_file.write_text(header + "\n".join(lines) + "\n")
 

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from include import settings
-from tests.airflow_helpers import AIRFLOW_3, load_dag
+from tests.airflow_helpers import load_dag
+from tools.local_airflow import AIRFLOW_3
 
 VARIABLE_ENV = f"AIRFLOW_VAR_{settings.FAILURE_NOTIFIER.upper()}"
 

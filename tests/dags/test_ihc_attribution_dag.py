@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from include import settings
-from tests.airflow_helpers import AIRFLOW_3, load_dag
+from tests.airflow_helpers import load_dag
+from tools.local_airflow import AIRFLOW_3
 
 TASKS = [
     "init_db",

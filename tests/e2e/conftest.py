@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from include import settings
-from tests.airflow_helpers import AIRFLOW_3, load_dag, migrate_metadata_db
-from tools.local_airflow import local_api_connection
+from tests.airflow_helpers import load_dag, migrate_metadata_db
+from tools.local_airflow import AIRFLOW_3, local_api_connection
 from tools.local_server import ServerConfig
 
 START, END = settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE

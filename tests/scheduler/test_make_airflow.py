@@ -3,11 +3,14 @@ through the env file it writes, and every process gone after Ctrl-C or a crashed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,11 +31,12 @@ SERVE_LOGS_PORT = 8793
 class Launched:
     """``make airflow PORT=...`` started in its own process group, as a terminal runs it."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, metadata_db: str | None = None) -> None:
         self.port = free_port()
         self.home = tmp_path / "airflow"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTRIBUTION_"))}
         env |= {"ATTRIBUTION_AIRFLOW_HOME": str(self.home), "ATTRIBUTION_DATA_DIR": str(tmp_path / "data")}
+        env |= {"ATTRIBUTION_AIRFLOW_DB": metadata_db} if metadata_db else {}
         self.make = subprocess.Popen(
             ["make", "--no-print-directory", "airflow", f"PORT={self.port}"],
             cwd=settings.PROJECT_ROOT,
@@ -46,6 +50,7 @@ class Launched:
         while "Ctrl-C" not in "".join(lines) and self.make.poll() is None:
             lines.append(self.make.stdout.readline())
         self.output = "".join(lines)
+        self.started_groups = self.groups()
 
     def stack_processes(self) -> list[psutil.Process]:
         """Everything the stack started: its components and whatever they started."""
@@ -58,8 +63,11 @@ class Launched:
         os.killpg(self.make.pid, signal.SIGINT)
 
     def close(self) -> None:
-        if self.make.poll() is None:
-            os.killpg(self.make.pid, signal.SIGKILL)
+        """After a failed test too: make, the launcher, and every group the stack started."""
+        for group in [self.make.pid, *self.started_groups]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.make.wait()
 
 
 def _group(process: psutil.Process) -> int | None:
@@ -84,16 +92,31 @@ def left_in(groups: set[int], patience: float = 0.0) -> list[str]:
         time.sleep(0.5)
 
 
-@pytest.fixture
-def launched(tmp_path: Path) -> Iterator[Launched]:
-    stack = Launched(tmp_path)
+@contextlib.contextmanager
+def make_airflow(tmp_path: Path, metadata_db: str | None = None) -> Iterator[Launched]:
+    stack = Launched(tmp_path, metadata_db)
     try:
         yield stack
     finally:
         stack.close()
 
 
-def test_make_airflow_serves_the_ui_the_cli_works_through_its_env_file_and_ctrl_c_stops_all(launched):
+@pytest.fixture
+def on_postgres(tmp_path: Path, airflow_metadata_url: str) -> Iterator[Launched]:
+    """make airflow with ATTRIBUTION_AIRFLOW_DB: backfills while runs write need PostgreSQL."""
+    with make_airflow(tmp_path, airflow_metadata_url) as stack:
+        yield stack
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Launched]:
+    """make airflow as it starts by default, its metadata DB a SQLite file."""
+    with make_airflow(tmp_path) as stack:
+        yield stack
+
+
+def test_make_airflow_serves_the_ui_the_cli_works_through_its_env_file_and_ctrl_c_stops_all(on_postgres):
+    launched = on_postgres
     assert f"Airflow UI: http://127.0.0.1:{launched.port}  (login airflow / airflow)" in launched.output
     env_file = launched.home / "airflow.env"
     assert f"source {env_file}" in launched.output
@@ -121,7 +144,20 @@ def test_make_airflow_serves_the_ui_the_cli_works_through_its_env_file_and_ctrl_
     assert left_in(groups, patience=60) == []
 
 
-def test_a_killed_scheduler_takes_the_whole_stack_down_with_its_workers(launched):
+def test_on_sqlite_a_writer_waits_for_the_lock_and_a_killed_scheduler_takes_everything_down(on_sqlite):
+    launched = on_sqlite
+    api = AirflowApi(f"http://127.0.0.1:{launched.port}", *LOGIN)
+    holder = sqlite3.connect(launched.home / "airflow.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(12, holder.execute, ["ROLLBACK"])
+    release.start()
+    try:
+        api.post("/variables", {"key": "ihc_lock_probe", "value": "written while another writer held the lock"})
+    finally:
+        release.join()
+        holder.close()
+    assert api.get("/variables/ihc_lock_probe")["value"].startswith("written")
+
     scheduler = next(p for p in launched.stack_processes() if "scheduler" in p.cmdline())
     groups = launched.groups()
     assert len(left_in({_group(scheduler)})) > 1, "the scheduler runs serve-logs and executor workers"

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def dags_folder(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(warehouse_db: Path, tmp_path_factory, trained_engine):
+def stack(warehouse_db: Path, tmp_path_factory, trained_engine, airflow_metadata_url):
     root = tmp_path_factory.mktemp("stack")
     extra_env = {
+        "ATTRIBUTION_AIRFLOW_DB": airflow_metadata_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder(root)),
         "AIRFLOW_CONN_IHC_WAREHOUSE": orjson.dumps({"conn_type": "sqlite", "host": str(warehouse_db)}).decode(),
         "ATTRIBUTION_DATA_DIR": str(root / "data"),
@@ -272,19 +274,6 @@ def test_a_dag_scheduled_on_the_report_asset_runs_after_a_run(api):
     assert len(wait_for(triggered_by_the_run)) == 1
 
 
-def test_the_metadata_db_waits_for_a_held_lock_instead_of_failing(api, stack):
-    holder = sqlite3.connect(stack.home / "airflow.db", isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(12, holder.execute, ["ROLLBACK"])
-    release.start()
-    try:
-        api.post("/variables", {"key": "ihc_lock_probe", "value": "written while another writer held the lock"})
-    finally:
-        release.join()
-        holder.close()
-    assert api.get("/variables/ihc_lock_probe")["value"].startswith("written")
-
-
 def wait_for(found, timeout: float = 180):
     deadline = time.monotonic() + timeout
     while not (result := found()):
@@ -309,3 +298,19 @@ def test_a_run_past_its_deadline_alerts_the_configured_notifier(api, tmp_path):
     finally:
         api.delete(f"/variables/{settings.FAILURE_NOTIFIER}")
     assert (alert["event"], alert["dag_id"]) == ("deadline missed", DAG_ID)
+
+
+def test_the_html_report_is_reachable_from_the_ui_behind_the_login(api, stack):
+    run_id = run_manual(api, "2023-09-07", "2023-09-07")
+
+    plugin = next(p for p in api.get("/plugins")["plugins"] if p["name"] == "ihc_report")
+    assert {(v["destination"], v["href"]) for v in plugin["external_views"]} == {
+        ("nav", "/ihc-report/latest"),
+        ("dag_run", "/ihc-report/runs/{RUN_ID}"),
+    }
+    for path in ("/ihc-report/latest", f"/ihc-report/runs/{urllib.parse.quote(run_id)}"):
+        page = api.raw("GET", path)
+        assert page.startswith(b"<!DOCTYPE html>") and b"IHC attribution report 2023-09-07 .. 2023-09-07" in page
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{stack.url}/ihc-report/latest", timeout=30)
+    assert refused.value.code == 401

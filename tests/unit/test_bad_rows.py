@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from include import pipeline
+from include import pipeline, run_config
 from include.ihc_client import ApiTarget, ClientSettings
 from include.journeys import BadRowError
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
@@ -34,8 +34,9 @@ def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dic
     results = [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
     written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
+    config = run_config.resolve(window.dates, lambda name: None, target)
     summary = pipeline.export_step(
-        sqlite_target(db), run_dir / "out.csv", run_dir, window, extracted, stats, written, report
+        sqlite_target(db), run_dir / "output", run_dir, config, extracted, stats, written, report
     )
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()

@@ -70,7 +70,7 @@ def test_local_ihc_server_is_the_default_api_target_and_trains_before_it_serves(
 
 def test_project_folders_are_mounted(compose):
     volumes = compose["x-airflow-common"]["volumes"]
-    for folder in ("dags", "include", "tools", "data", "logs"):
+    for folder in ("dags", "include", "tools", "plugins", "data", "logs"):
         assert f"./{folder}:/opt/airflow/{folder}" in volumes
 
 

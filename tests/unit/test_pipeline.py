@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from include import pipeline
+from include import pipeline, run_config, settings
 from include.attributions import ResultsError
+from include.export import CSV_FILE
+from include.html_report import REPORT_FILE
 from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
 from include.runfiles import local_path
 from include.settings import LOCAL_API_KEY, DateRange, RunWindow
@@ -32,8 +34,10 @@ def run_steps(
     results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
     written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
     report = pipeline.report_step(sqlite_target(db), window)
-    csv_path = (csv_dir or run_dir) / "out.csv"
-    summary = pipeline.export_step(sqlite_target(db), csv_path, run_dir, window, extracted, stats, written, report)
+    config = run_config.resolve(window.dates, {settings.LOOKBACK_DAYS.name: window.lookback_days}.get, target)
+    summary = pipeline.export_step(
+        sqlite_target(db), csv_dir or run_dir / "output", run_dir, config, extracted, stats, written, report
+    )
     return chunks, results, summary
 
 
@@ -57,7 +61,7 @@ def test_steps_attribute_the_window_and_summarise(sample_db, tmp_path, local_ser
         ).fetchone()[0]
     assert attributed == summary["attributed"]
     assert summary["conversions"] == in_range == summary["attributed"] + summary["without_sessions"]
-    assert summary["report_rows"] == len((tmp_path / "out.csv").read_text().splitlines()) - 1
+    assert summary["report_rows"] == len(Path(summary["csv_path"]).read_text().splitlines()) - 1
     assert (tmp_path / "summary.json").is_file()
 
 
@@ -99,11 +103,12 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         ]
         assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
         assert (store / SUMMARY_FILE).exists()
-        assert (store / "out.csv").read_bytes() == (tmp_path / "csv" / "out.csv").read_bytes()
+        assert (store / CSV_FILE).read_bytes() == (tmp_path / "csv" / CSV_FILE).read_bytes()
+        assert (store / REPORT_FILE).exists()
     finally:
         store.fs.rm(store.path, recursive=True)
     assert chunks == local_chunks
-    paths = ("csv_path", "run_csv_path")
+    paths = ("csv_path", "run_csv_path", "html_path", "run_html_path")
     assert {k: v for k, v in summary.items() if k not in paths} == {
         k: v for k, v in local_summary.items() if k not in paths
     }
