@@ -70,7 +70,7 @@ def configured_notifier() -> BaseNotifier | None:
         spec = parse_notifier_spec(raw)
         module, _, name = spec.class_path.rpartition(".")
         return getattr(importlib.import_module(module), name)(**spec.kwargs)
-    except (SettingError, ImportError, AttributeError, TypeError) as exc:
+    except (SettingError, ImportError, ValueError, AttributeError, TypeError) as exc:
         log.error("alert not sent: Variable %s: %s", FAILURE_NOTIFIER, exc)
         return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -112,13 +112,15 @@ def number(value: float | None, decimals: int) -> str:
     return "" if value is None else f"{value:,.{decimals}f}"
 
 
-def _figure_html(figure: go.Figure, div_id: str) -> str:
+def _figure_html(figure: go.Figure, div_id: str, title: str) -> str:
+    """The chart with its title above it in the page (a Plotly title would share the legend's row)."""
     figure.update_layout(
         template="plotly_white",
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
     )
-    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG)
+    chart = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG)
+    return f"<h3>{html.escape(title)}</h3>{chart}"
 
 
 def channel_chart(totals: Sequence[ChannelTotals]) -> str:
@@ -137,13 +139,8 @@ def channel_chart(totals: Sequence[ChannelTotals]) -> str:
             ),
         ]
     )
-    figure.update_layout(
-        title="Cost and IHC-attributed revenue by channel (EUR)",
-        barmode="group",
-        height=max(320, 42 * len(totals)),
-        yaxis={"autorange": "reversed"},
-    )
-    return _figure_html(figure, "chart-channels")
+    figure.update_layout(barmode="group", height=max(320, 42 * len(totals)), yaxis={"autorange": "reversed"})
+    return _figure_html(figure, "chart-channels", "Cost and IHC-attributed revenue by channel (EUR)")
 
 
 def trend_chart(days: Sequence[tuple[str, float, float]]) -> str:
@@ -156,8 +153,8 @@ def trend_chart(days: Sequence[tuple[str, float, float]]) -> str:
             ),
         ]
     )
-    figure.update_layout(title="Daily cost and IHC-attributed revenue (EUR, by session date)", height=360)
-    return _figure_html(figure, "chart-trend")
+    figure.update_layout(height=360)
+    return _figure_html(figure, "chart-trend", "Daily cost and IHC-attributed revenue (EUR, by session date)")
 
 
 def comparison_chart(credits: Sequence[ModelCredit], channels: Sequence[str]) -> str:
@@ -168,14 +165,14 @@ def comparison_chart(credits: Sequence[ModelCredit], channels: Sequence[str]) ->
             for model in MODELS
         ]
     )
-    figure.update_layout(
-        title="Conversions credited to each channel, by attribution model", barmode="group", height=420
-    )
-    return _figure_html(figure, "chart-models")
+    figure.update_layout(barmode="group", height=420)
+    return _figure_html(figure, "chart-models", "Conversions credited to each channel, by attribution model")
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str, numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    head = "".join(
+        f'<th class="{"num" if i >= numeric_from else "name"}">{html.escape(h)}</th>' for i, h in enumerate(headers)
+    )
     body = "".join(
         "<tr>"
         + "".join(
@@ -204,6 +201,10 @@ def _cards(summary: RunSummary, totals: Sequence[ChannelTotals]) -> str:
     )
 
 
+def _or_empty(data: Sequence, content: Callable[[], str], message: str) -> str:
+    return content() if data else f'<p class="empty">{html.escape(message)}</p>'
+
+
 def render(inputs: ReportInputs) -> bytes:
     totals = channel_totals(inputs.channel_rows)
     channels = [t.channel_name for t in totals]
@@ -218,6 +219,7 @@ def render(inputs: ReportInputs) -> bytes:
         "channel-table",
     )
     credit = {(c.model, c.channel_name): c.credit for c in inputs.credits}
+    channels += sorted({c.channel_name for c in inputs.credits} - set(channels))
     model_table = _table(
         ("Channel", *(MODEL_LABELS[m] for m in MODELS)),
         ((ch, *(number(credit.get((m, ch), 0.0), 2) for m in MODELS)) for ch in channels),
@@ -240,17 +242,28 @@ def render(inputs: ReportInputs) -> bytes:
     first, last = inputs.window
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"IHC attribution report {summary.start} .. {summary.end}"
+    no_rows = f"No channel_reporting rows for the session dates {first} .. {last}."
+    no_conversions = f"No attributed conversion dated {summary.start} .. {summary.end}."
     sections = [
         f'<section><h2>Totals</h2><div class="cards">{_cards(summary, totals)}</div>'
         f'<p class="note">Cost and attributed revenue: sessions dated {first} .. {last} (the range with its '
         f"look-back); conversions and their revenue: conversions dated {summary.start} .. {summary.end}.</p></section>",
-        f'<section><h2>Channels</h2>{channel_chart(totals)}{channel_table}<p class="note">CPO = cost / IHC '
-        "conversions, ROAS = IHC revenue / cost; empty where the denominator is 0.</p></section>",
-        f"<section><h2>Daily trend</h2>{trend_chart(daily_totals(inputs.channel_rows))}</section>",
-        f"<section><h2>Model comparison</h2>{comparison_chart(inputs.credits, channels)}{model_table}"
-        '<p class="note">Each model gives every attributed conversion a credit of 1 in total, split over '
-        "its journey's sessions.</p></section>",
-        f"<section><h2>Top paths to conversion</h2>{path_table}</section>",
+        "<section><h2>Channels</h2>"
+        + _or_empty(totals, lambda: channel_chart(totals) + channel_table, no_rows)
+        + '<p class="note">Sessions dated '
+        f"{first} .. {last}. CPO = cost / IHC conversions, ROAS = IHC revenue / cost; empty where the "
+        "denominator is 0.</p></section>",
+        "<section><h2>Daily trend</h2>"
+        + _or_empty(totals, lambda: trend_chart(daily_totals(inputs.channel_rows)), no_rows)
+        + "</section>",
+        "<section><h2>Model comparison</h2>"
+        + _or_empty(inputs.credits, lambda: comparison_chart(inputs.credits, channels) + model_table, no_conversions)
+        + f'<p class="note">The conversions dated {summary.start} .. {summary.end}, whatever their sessions\' '
+        "dates: each model gives every attributed conversion a credit of 1 in total, split over its journey's "
+        "sessions, so each column adds up to the attributed conversions.</p></section>",
+        "<section><h2>Top paths to conversion</h2>"
+        + _or_empty(paths.top, lambda: path_table, no_conversions)
+        + "</section>",
         f"<section><h2>Run</h2>{parameter_table}</section>",
     ]
     page = f"""<!DOCTYPE html>
@@ -275,6 +288,8 @@ h2 { font-size: 17px; margin: 0 0 12px; }
 .card .label { font-size: 12px; color: #666; } .card .value { font-size: 18px; font-weight: 600; margin-top: 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; margin-top: 8px; }
 th, td { padding: 5px 8px; border-bottom: 1px solid #eee; text-align: left; }
-th { background: #fafafa; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #fafafa; font-weight: 600; } .num { text-align: right; font-variant-numeric: tabular-nums; }
+h3 { font-size: 14px; font-weight: 600; margin: 8px 0 0; color: #333; }
+.empty { color: #666; font-style: italic; }
 .note { font-size: 12px; color: #666; }
 """

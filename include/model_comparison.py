@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from include.report import NO_CHANNEL
+from include.settings import DateRange
 from include.warehouse import Warehouse
 
 MODELS = ("ihc", "first_touch", "last_touch", "linear", "position_based")
@@ -36,15 +37,18 @@ _CREDIT = {
                               ELSE 0.2 / (touches - 2) END""",
 }
 
-# The whole journey of every conversion with a session in the window is ranked, so a journey
-# that starts before the window still has its first touch where it is.
-INSERT_COMPARISON_WINDOW = f"""
-    INSERT INTO channel_model_comparison (model, channel_name, date, credit, revenue)
-    WITH touched AS (
-        SELECT DISTINCT a.conv_id
-        FROM attribution_customer_journey a
-        JOIN session_sources s ON s.session_id = a.session_id
-        WHERE s.event_date BETWEEN :first AND :last),
+
+def _credited(conversions: str) -> str:
+    """CTEs giving every model's credit for each session of the chosen conversions' journeys.
+
+    The whole journey of each chosen conversion is ranked, so a journey that starts before a
+    date window still has its first touch where it is."""
+    union = " UNION ALL ".join(
+        f"SELECT '{model}' AS model, channel_name, date, revenue, {credit} AS credit FROM positioned"
+        for model, credit in _CREDIT.items()
+    )
+    return f"""
+    WITH chosen AS ({conversions}),
     positioned AS (
         SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
                s.event_date AS date, a.ihc, CAST(COALESCE(c.revenue, 0) AS {{float}}) AS revenue,
@@ -52,25 +56,35 @@ INSERT_COMPARISON_WINDOW = f"""
                                   ORDER BY s.event_date{{bytewise}}, s.event_time{{bytewise}},
                                            s.session_id{{bytewise}}) AS position,
                CAST(COUNT(*) OVER (PARTITION BY a.conv_id) AS {{float}}) AS touches
-        FROM touched t
+        FROM chosen t
         JOIN attribution_customer_journey a ON a.conv_id = t.conv_id
         JOIN session_sources s ON s.session_id = a.session_id
         JOIN conversions c ON c.conv_id = a.conv_id),
-    credited AS ({
-    " UNION ALL ".join(
-        f"SELECT '{model}' AS model, channel_name, date, revenue, {credit} AS credit FROM positioned"
-        for model, credit in _CREDIT.items()
-    )
-})
+    credited AS ({union})"""
+
+
+WITH_A_SESSION_IN_WINDOW = """
+    SELECT DISTINCT a.conv_id
+    FROM attribution_customer_journey a
+    JOIN session_sources s ON s.session_id = a.session_id
+    WHERE s.event_date BETWEEN :first AND :last"""
+
+DATED_IN_RANGE = "SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end"
+
+INSERT_COMPARISON_WINDOW = f"""
+    INSERT INTO channel_model_comparison (model, channel_name, date, credit, revenue)
+    {_credited(WITH_A_SESSION_IN_WINDOW)}
     SELECT model, channel_name, date, SUM(credit), SUM(credit * revenue)
     FROM credited
     WHERE date BETWEEN :first AND :last
     GROUP BY model, channel_name, date"""
 
-CHANNEL_TOTALS = """
-    SELECT model, channel_name, SUM(credit), SUM(revenue)
-    FROM channel_model_comparison
-    WHERE date BETWEEN :first AND :last
+# One run's conversions, whatever their sessions' dates: each model's credits sum to the
+# number of the range's attributed conversions.
+RANGE_CREDITS = f"""
+    {_credited(DATED_IN_RANGE)}
+    SELECT model, channel_name, SUM(credit), SUM(credit * revenue)
+    FROM credited
     GROUP BY model, channel_name
     ORDER BY channel_name, model"""
 
@@ -93,6 +107,6 @@ def rebuild_model_comparison(db: Warehouse, first: str, last: str) -> None:
         db.execute(INSERT_COMPARISON_WINDOW, params)
 
 
-def credits_by_channel(db: Warehouse, first: str, last: str) -> list[ModelCredit]:
-    """Every model's credit per channel over the session dates [first, last]."""
-    return [ModelCredit(*row) for row in db.execute(CHANNEL_TOTALS, {"first": first, "last": last})]
+def credits_by_channel(db: Warehouse, dates: DateRange) -> list[ModelCredit]:
+    """Every model's credit per channel for the conversions dated in ``dates``."""
+    return [ModelCredit(*row) for row in db.execute(RANGE_CREDITS, {"start": dates.start, "end": dates.end})]

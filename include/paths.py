@@ -12,18 +12,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from include.report import NO_CHANNEL
 from include.settings import DateRange
 from include.warehouse import Warehouse
 
 TOP_PATHS = 15
 
-JOURNEY_CHANNELS = """
-    SELECT a.conv_id, s.channel_name, COALESCE(c.revenue, 0)
+JOURNEY_CHANNELS = f"""
+    SELECT a.conv_id, COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}'), COALESCE(c.revenue, 0)
     FROM conversions c
     JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
     JOIN session_sources s ON s.session_id = a.session_id
     WHERE c.conv_date BETWEEN :start AND :end
-    ORDER BY a.conv_id{bytewise}, s.event_date{bytewise}, s.event_time{bytewise}, s.session_id{bytewise}"""
+    ORDER BY a.conv_id{{bytewise}}, s.event_date{{bytewise}}, s.event_time{{bytewise}}, s.session_id{{bytewise}}"""
 
 
 @dataclass(frozen=True)

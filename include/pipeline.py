@@ -178,7 +178,7 @@ def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report
         summary=summary,
         window=(first, last),
         channel_rows=report_rows_between(db, first, last),
-        credits=credits_by_channel(db, first, last),
+        credits=credits_by_channel(db, config.window.dates),
         paths=top_paths(db, config.window.dates),
         parameters=html_report.run_parameters(config, summary, (first, last)),
     )

@@ -1,17 +1,21 @@
-"""The HTML attribution report inside Airflow 3's UI: a "Attribution report" entry in the
-navigation (the latest report) and a tab on every DAG run (that run's report).
+"""The HTML attribution report inside Airflow 3's UI: an "Attribution report" entry in the
+navigation (the latest report) and a tab on the DAG runs of ihc_attribution (that run's report).
 
-Served by a small FastAPI app mounted in Airflow's API server, behind Airflow's login (the UI's
-session cookie or a bearer token). Airflow 2.10 has no such UI extension point here: the report's
-path is in the run summary and the export task's log.
+Served by a small FastAPI app mounted in Airflow's API server, for users who may read the runs of
+ihc_attribution (Airflow's login: the UI's session cookie or a bearer token). The latest report
+is read from the API server's ATTRIBUTION_OUTPUT_DIR; a run's report from its run folder, which
+may be on object storage. Airflow 3 only: 2.10's UI mounts no FastAPI apps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import ObjectStoragePath
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import Response
 
@@ -19,13 +23,25 @@ from include import settings
 from include.html_report import REPORT_FILE
 from include.runfiles import read_bytes, run_folder_name
 
-try:
-    from airflow.sdk import ObjectStoragePath
-except ImportError:  # Airflow 2.10 loads plugins too; its UI gets no entries from this one
-    ObjectStoragePath = None
-
+DAG_ID = "ihc_attribution"
 PREFIX = "/ihc-report"
-app = FastAPI(title="IHC attribution report", dependencies=[Depends(get_user)])
+
+
+def may_read_runs(user: Annotated[object, Depends(get_user)]) -> None:
+    allowed = get_auth_manager().is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
+    )
+    if not allowed:
+        raise HTTPException(403, f"not allowed to read the runs of {DAG_ID}")
+
+
+app = FastAPI(
+    title="IHC attribution report",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+    dependencies=[Depends(may_read_runs)],
+)
 
 
 def _report(path) -> Response:
@@ -40,8 +56,10 @@ def latest_report() -> Response:
     return _report(settings.output_dir() / REPORT_FILE)
 
 
-@app.get("/runs/{run_id}")
-def run_report(run_id: str) -> Response:
+@app.get("/dags/{dag_id}/runs/{run_id}")
+def run_report(dag_id: str, run_id: str) -> Response:
+    if dag_id != DAG_ID:
+        raise HTTPException(404, f"{dag_id} writes no attribution report; {DAG_ID} does")
     base = ObjectStoragePath(settings.work_base(), conn_id=settings.work_conn_id())
     return _report(base / run_folder_name(run_id) / REPORT_FILE)
 
@@ -53,7 +71,7 @@ class IhcReportPlugin(AirflowPlugin):
         {"name": "Attribution report", "href": f"{PREFIX}/latest", "destination": "nav", "url_route": "ihc-report"},
         {
             "name": "Attribution report",
-            "href": f"{PREFIX}/runs/{{RUN_ID}}",
+            "href": f"{PREFIX}/dags/{{DAG_ID}}/runs/{{RUN_ID}}",
             "destination": "dag_run",
             "url_route": "ihc-report-run",
         },

@@ -69,12 +69,13 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         passwords = self.home / "passwords.json"
         passwords.write_bytes(orjson.dumps({LOGIN[0]: LOGIN[1]}))
+        local_connections = local_api_connection(self.ihc_url, settings.LOCAL_API_KEY) | connection_env(
+            settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())}
+        )
         return (
             airflow_env(self.home, {**os.environ, **self.extra_env})
-            | local_api_connection(self.ihc_url, settings.LOCAL_API_KEY)
-            | connection_env(
-                settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())}
-            )
+            # a connection the user set in the environment wins (the real API, their warehouse)
+            | {k: v for k, v in local_connections.items() if k not in os.environ}
             | {
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),

@@ -55,6 +55,7 @@ def test_the_named_notifier_gets_the_failure(alerts, context, monkeypatch, tmp_p
         ("not json", "is not JSON"),
         ('{"kwargs": {}}', "needs"),
         ('{"class": "no_such_module.Notifier"}', "No module named"),
+        ('{"class": ".FileNotifier"}', "Empty module name"),
         ('{"class": "failure_alerts.NoSuchNotifier"}', "NoSuchNotifier"),
         ('{"class": "failure_alerts.FileNotifier", "kwargs": {"colour": "red"}}', "colour"),
     ],

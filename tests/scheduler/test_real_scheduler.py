@@ -306,11 +306,15 @@ def test_the_html_report_is_reachable_from_the_ui_behind_the_login(api, stack):
     plugin = next(p for p in api.get("/plugins")["plugins"] if p["name"] == "ihc_report")
     assert {(v["destination"], v["href"]) for v in plugin["external_views"]} == {
         ("nav", "/ihc-report/latest"),
-        ("dag_run", "/ihc-report/runs/{RUN_ID}"),
+        ("dag_run", "/ihc-report/dags/{DAG_ID}/runs/{RUN_ID}"),
     }
-    for path in ("/ihc-report/latest", f"/ihc-report/runs/{urllib.parse.quote(run_id)}"):
+    for path in ("/ihc-report/latest", f"/ihc-report/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id)}"):
         page = api.raw("GET", path)
         assert page.startswith(b"<!DOCTYPE html>") and b"IHC attribution report 2023-09-07 .. 2023-09-07" in page
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{stack.url}/ihc-report/latest", timeout=30)
-    assert refused.value.code == 401
+    for path in (f"/ihc-report/dags/report_consumer/runs/{urllib.parse.quote(run_id)}", "/ihc-report/docs"):
+        with pytest.raises(AssertionError, match="HTTP 404"):
+            api.raw("GET", path)
+    for path, code in (("/ihc-report/latest", 401), ("/ihc-report/openapi.json", 404)):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{stack.url}{path}", timeout=30)
+        assert refused.value.code == code, path

@@ -62,3 +62,20 @@ def test_the_run_parameters_name_the_api_but_never_its_key():
     page = render()
     assert "https://api.example/v1/compute_ihc?conv_type_id=purchase" in page
     assert "secret-key-123" not in page
+
+
+def test_an_empty_range_says_so_instead_of_drawing_empty_charts():
+    config = run_config.resolve(DateRange("2030-01-01", "2030-01-01"), lambda name: None, API)
+    empty = RunSummary("2030-01-01", "2030-01-01", 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, "")
+    inputs = ReportInputs(
+        empty,
+        ("2029-12-02", "2030-01-01"),
+        [],
+        [],
+        PathSummary(),
+        html_report.run_parameters(config, empty, ("a", "b")),
+    )
+    page = html_report.render(inputs).decode()
+    assert not any(f'id="{chart}"' in page for chart in CHART_IDS)
+    assert "No channel_reporting rows for the session dates 2029-12-02 .. 2030-01-01." in page
+    assert "No attributed conversion dated 2030-01-01 .. 2030-01-01." in page

@@ -6,6 +6,7 @@ import pytest
 
 from include import attributions, model_comparison, schema
 from include.model_comparison import MODELS
+from include.settings import DateRange
 from tests.warehouse_rows import add_conversions, add_sessions
 
 # c1: Paid -> Email -> Organic -> Paid (4 touches, revenue 100)
@@ -108,10 +109,11 @@ def test_a_rebuild_replaces_only_its_window(comparison_db):
     assert [k for k in after if k[2] == "2023-09-03"] == []
 
 
-def test_credits_by_channel_sum_a_window(comparison_db):
-    credits = {
-        (c.model, c.channel_name): c.credit
-        for c in model_comparison.credits_by_channel(comparison_db, "2023-09-02", "2023-09-03")
-    }
-    assert credits["last_touch", "Email"] == pytest.approx(2.0)
-    assert credits["first_touch", "Paid"] == 0.0
+def test_credits_by_channel_cover_a_range_of_conversions_whole(comparison_db):
+    credits = model_comparison.credits_by_channel(comparison_db, DateRange("2023-09-02", "2023-09-03"))
+    by_key = {(c.model, c.channel_name): c for c in credits}
+    assert by_key["last_touch", "Email"].credit == pytest.approx(2.0), "c2 and c3"
+    assert by_key["first_touch", "Paid"].credit == pytest.approx(1.0), "c1, its first session on 09-01"
+    assert by_key["position_based", "Paid"].revenue == pytest.approx(0.8 * 100.0)
+    for model in MODELS:
+        assert sum(c.credit for c in credits if c.model == model) == pytest.approx(3.0), model
