@@ -116,6 +116,7 @@ def ihc_attribution():
             chunk_size=run.chunk_size,
             max_sessions=run.client.max_sessions_per_request,
             max_bad_row_share=run.max_bad_row_share,
+            max_journeys=run.client.max_journeys_per_request,
         )
         context["ti"].xcom_push(key="stats", value=stats)
         return chunks

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-from include.ihc_client import ApiJourney, journey_rows
+from include.ihc_client import ApiJourney, RequestLimits, journey_rows
 from include.journeys import Journey
 from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
@@ -61,11 +61,20 @@ def chunk_file(index: int) -> str:
     return f"chunks/chunk-{index:04d}.json"
 
 
-def write_chunks(journeys: Iterable[Journey], run_dir: StoragePath, chunk_size: int) -> list[ChunkInfo]:
-    """Stream journeys into files of ``chunk_size`` journeys each; returns their descriptions."""
+def write_chunks(
+    journeys: Iterable[Journey], run_dir: StoragePath, chunk_size: int, limits: RequestLimits | None = None
+) -> list[ChunkInfo]:
+    """Stream journeys into files of ``chunk_size`` journeys each; returns their descriptions.
+
+    With ``limits`` a chunk ends only where a request would end when the whole range is packed,
+    so each chunk holds whole requests (a few journeys more than ``chunk_size`` at most) and the
+    run sends no more requests than one packing of all its journeys: no half-empty request per
+    chunk, which counts on a free account's 200 sessions per request.
+    """
     written: list[tuple[str, int, int]] = []
     buffer: list[ApiJourney] = []
     sessions = 0
+    request_journeys = request_sessions = 0
 
     def flush() -> None:
         nonlocal buffer, sessions
@@ -75,10 +84,15 @@ def write_chunks(journeys: Iterable[Journey], run_dir: StoragePath, chunk_size: 
         buffer, sessions = [], 0
 
     for journey in journeys:
+        size = len(journey.sessions)
+        if limits is None or limits.starts_new_request(request_journeys, request_sessions, size):
+            if len(buffer) >= chunk_size:
+                flush()
+            request_journeys = request_sessions = 0
         buffer.append(journey_rows(journey))
-        sessions += len(journey.sessions)
-        if len(buffer) == chunk_size:
-            flush()
+        sessions += size
+        request_journeys += 1
+        request_sessions += size
     if buffer:
         flush()
     return [

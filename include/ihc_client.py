@@ -63,17 +63,31 @@ def journey_rows(journey: Journey) -> ApiJourney:
     ]
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """The per-request limits whole journeys are packed under, greedily and in order."""
+
+    max_journeys: int
+    max_sessions: int
+
+    def starts_new_request(self, journeys: int, sessions: int, next_sessions: int) -> bool:
+        """Whether a journey of ``next_sessions`` opens a new request after one holding
+        ``journeys`` journeys of ``sessions`` sessions."""
+        return journeys > 0 and (journeys == self.max_journeys or sessions + next_sessions > self.max_sessions)
+
+
 def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
     """Greedy, order-keeping packing of whole journeys under both per-request limits.
 
     No journey is longer than ``max_sessions``: the journey step trimmed them to the same limit,
     read once for the run (include.run_config).
     """
+    limits = RequestLimits(max_journeys, max_sessions)
     requests: list[list[ApiJourney]] = []
     current: list[ApiJourney] = []
     current_sessions = 0
     for journey in journeys:
-        if current and (len(current) == max_journeys or current_sessions + len(journey) > max_sessions):
+        if limits.starts_new_request(len(current), current_sessions, len(journey)):
             requests.append(current)
             current, current_sessions = [], 0
         current.append(journey)

@@ -17,7 +17,7 @@ from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_ch
 from include.export import CSV_FILE, write_csv
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
 from include.html_report import REPORT_FILE, ReportInputs
-from include.ihc_client import ApiTarget, ClientSettings, attribute_journeys
+from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.model_comparison import credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
@@ -25,7 +25,7 @@ from include.report import rebuild_report, report_rows, report_rows_between, rep
 from include.run_config import RunConfig
 from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, expired_runs, remove_folder
 from include.schema import init_schema
-from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
+from include.settings import MAX_JOURNEYS_PER_REQUEST, MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
 from include.warehouse import Warehouse, WarehouseTarget
 
@@ -63,6 +63,7 @@ def journeys_step(
     chunk_size: int,
     max_sessions: int,
     max_bad_row_share: float = 0.05,
+    max_journeys: int = MAX_JOURNEYS_PER_REQUEST.default,
 ) -> tuple[list[dict], dict]:
     """Chunk descriptions for the mapped task, and the journey statistics for the run summary."""
     stats = JourneyStats()
@@ -74,12 +75,12 @@ def journeys_step(
         stats,
     )
     size = effective_chunk_size(extracted["conversions"], chunk_size, MAX_MAP_LENGTH)
-    chunks = write_chunks(journeys, run_dir, size)
+    chunks = write_chunks(journeys, run_dir, size, RequestLimits(max_journeys, max_sessions))
     stats.check_share(max_bad_row_share)
     if not stats.conversions_read:
         log.warning("no conversions from %s to %s: nothing to attribute", window.dates.start, window.dates.end)
     log.info(
-        "%d journeys (%d sessions) of %d conversions in %d chunks of up to %d journeys",
+        "%d journeys (%d sessions) of %d conversions in %d chunks of %d journeys (or up to a request more)",
         stats.journeys,
         stats.sessions,
         stats.conversions,

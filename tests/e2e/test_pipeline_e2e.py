@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from include import extract, schema, settings, warehouse
+from include.ihc_client import journey_rows, pack_requests
 from include.journeys import JourneyStats, build_journeys
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
@@ -188,3 +189,25 @@ def test_a_run_keeps_its_csv_and_removes_only_expired_run_folders(dag, pipeline_
     assert (own / latest.name).read_bytes() == latest.read_bytes()
     assert (own / SUMMARY_FILE).exists()
     assert [p.name for p in settings.output_dir().iterdir() if p.name.endswith(".lock")] == []
+
+
+def test_a_free_account_run_sends_no_more_requests_than_one_packing_of_the_range(dag, pipeline_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_MAX_SESSIONS_PER_REQUEST", "200")
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_CHUNK_SIZE", "150")
+    conn = warehouse.connect_sqlite(pipeline_env)
+    schema.init_schema(conn)
+    journeys = build_journeys(
+        extract.iter_conversions(conn, START, END),
+        extract.iter_sessions_of_converting_users(conn, START, END, 30),
+        30,
+        200,
+        JourneyStats(),
+    )
+    whole_range = pack_requests([journey_rows(j) for j in journeys], 100, 200)
+
+    dag_run = run(dag)
+
+    assert succeeded(dag_run)
+    summary = RunSummary.load(run_directory(Path(settings.work_base()), dag_run.run_id) / SUMMARY_FILE)
+    assert summary.chunks > 1
+    assert summary.requests == len(whole_range)

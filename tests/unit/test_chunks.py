@@ -14,7 +14,7 @@ from include.chunks import (
     read_chunk,
     write_chunks,
 )
-from include.ihc_client import journey_rows
+from include.ihc_client import RequestLimits, journey_rows, pack_requests
 from include.journeys import Journey
 from include.records import Session
 
@@ -150,3 +150,26 @@ def test_effective_chunk_size_gives_at_most_max_chunks_files(tmp_path):
     chunks = write_chunks(iter(journeys), tmp_path, chunk_size=size)
     assert len(chunks) <= 4
     assert sum(c.journeys for c in chunks) == 25
+
+
+@pytest.mark.parametrize(
+    ("max_journeys", "max_sessions", "chunk_size"), [(100, 200, 100), (100, 200, 7), (5, 3000, 12)]
+)
+def test_chunks_of_whole_requests_need_no_more_requests_than_one_packing(
+    tmp_path, max_journeys, max_sessions, chunk_size
+):
+    journeys = [make_journey(f"c{i}", 1 + i % 7) for i in range(400)]
+    everything = pack_requests([journey_rows(j) for j in journeys], max_journeys, max_sessions)
+    limits = RequestLimits(max_journeys, max_sessions)
+
+    aligned = write_chunks(iter(journeys), tmp_path / "aligned", chunk_size, limits)
+    plain = write_chunks(iter(journeys), tmp_path / "plain", chunk_size)
+
+    def requests(chunks, folder) -> int:
+        return sum(len(pack_requests(read_chunk(folder / c.file), max_journeys, max_sessions)) for c in chunks)
+
+    assert requests(aligned, tmp_path / "aligned") == len(everything)
+    assert requests(plain, tmp_path / "plain") > len(everything), "cutting anywhere costs requests"
+    assert sum(c.journeys for c in aligned) == 400
+    assert all(c.journeys >= chunk_size for c in aligned[:-1])
+    assert all(c.journeys < chunk_size + max_journeys for c in aligned)
