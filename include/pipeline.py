@@ -156,9 +156,7 @@ def export_step(
     """The CSV and the HTML report, latest in ``output_dir`` and this run's in its folder, and
     the run summary."""
     csv_path, html_path = output_dir / CSV_FILE, output_dir / REPORT_FILE
-    summary = _summary(config.window, extracted, stats, written, report)
-    summary.csv_path, summary.run_csv_path = str(csv_path), str(run_dir / CSV_FILE)
-    summary.html_path, summary.run_html_path = str(html_path), str(run_dir / REPORT_FILE)
+    summary = _summary(config.window, extracted, stats, written, report, output_dir, run_dir)
     # Read and write under one lock: a run that read the tables earlier cannot replace the files
     # of a run that read them later.
     with exclusive_lock(output_dir), target.open() as db:
@@ -185,7 +183,15 @@ def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report
     )
 
 
-def _summary(window: RunWindow, extracted: dict, stats: dict, written: dict, report: dict) -> RunSummary:
+def _summary(
+    window: RunWindow,
+    extracted: dict,
+    stats: dict,
+    written: dict,
+    report: dict,
+    output_dir: Path,
+    run_dir: StoragePath,
+) -> RunSummary:
     return RunSummary(
         start=window.dates.start,
         end=window.dates.end,
@@ -204,8 +210,11 @@ def _summary(window: RunWindow, extracted: dict, stats: dict, written: dict, rep
         report_rows=report["rows"],
         report_cost=report["cost"],
         report_ihc_revenue=report["ihc_revenue"],
-        csv_path="",
+        csv_path=str(output_dir / CSV_FILE),
         engine_parameters=written.get("engine_parameters", []),
+        run_csv_path=str(run_dir / CSV_FILE),
+        html_path=str(output_dir / REPORT_FILE),
+        run_html_path=str(run_dir / REPORT_FILE),
     )
 
 

@@ -61,18 +61,23 @@ def recomputed_report(db: Path) -> dict[tuple[str, str], tuple[float, float, flo
     return {key: tuple(values) for key, values in totals.items()}
 
 
-def conversion_in_second_chunk(db: Path) -> str:
-    stats = JourneyStats()
+def range_journeys(db: Path, max_sessions: int = 3000) -> list:
+    """The range's journeys, built from the warehouse by the journey step itself."""
     conn = warehouse.connect_sqlite(db)
     schema.init_schema(conn)
-    journeys = build_journeys(
-        extract.iter_conversions(conn, START, END),
-        extract.iter_sessions_of_converting_users(conn, START, END, 30),
-        30,
-        3000,
-        stats,
+    return list(
+        build_journeys(
+            extract.iter_conversions(conn, START, END),
+            extract.iter_sessions_of_converting_users(conn, START, END, 30),
+            30,
+            max_sessions,
+            JourneyStats(),
+        )
     )
-    return [j.conversion_id for j in journeys][CHUNK_SIZE]
+
+
+def conversion_in_second_chunk(db: Path) -> str:
+    return [j.conversion_id for j in range_journeys(db)][CHUNK_SIZE]
 
 
 def test_full_run_with_a_chunk_failing_once_then_rerun_is_identical(
@@ -194,16 +199,7 @@ def test_a_run_keeps_its_csv_and_removes_only_expired_run_folders(dag, pipeline_
 def test_a_free_account_run_sends_no_more_requests_than_one_packing_of_the_range(dag, pipeline_env, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_IHC_MAX_SESSIONS_PER_REQUEST", "200")
     monkeypatch.setenv("AIRFLOW_VAR_IHC_CHUNK_SIZE", "150")
-    conn = warehouse.connect_sqlite(pipeline_env)
-    schema.init_schema(conn)
-    journeys = build_journeys(
-        extract.iter_conversions(conn, START, END),
-        extract.iter_sessions_of_converting_users(conn, START, END, 30),
-        30,
-        200,
-        JourneyStats(),
-    )
-    whole_range = pack_requests([journey_rows(j) for j in journeys], 100, 200)
+    whole_range = pack_requests([journey_rows(j) for j in range_journeys(pipeline_env, 200)], 100, 200)
 
     dag_run = run(dag)
 
