@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import uuid
 from pathlib import Path
@@ -112,3 +113,16 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
     assert {k: v for k, v in summary.items() if k not in paths} == {
         k: v for k, v in local_summary.items() if k not in paths
     }
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_collector_paused_turns_the_collector_off_and_back_as_it_was(enabled_before: bool) -> None:
+    enabled = gc.isenabled()
+    try:
+        (gc.enable if enabled_before else gc.disable)()
+        with pytest.raises(RuntimeError), pipeline.collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("the step failed")
+        assert gc.isenabled() == enabled_before
+    finally:
+        (gc.enable if enabled else gc.disable)()
