@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -98,6 +99,8 @@ def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: i
 
 
 ROUNDING_SLACK = 1e-4
+# A share may stray this far outside [0, 1] by float rounding.
+SHARE_LOW, SHARE_HIGH = -1e-9, 1 + 1e-9
 BODY_SNIPPET = 200
 
 
@@ -160,8 +163,10 @@ def local_target() -> ApiTarget:
     return ApiTarget(cfg.local_api_url(), cfg.LOCAL_API_KEY, cfg.DEFAULT_CONV_TYPE_ID)
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
+    """One attributed session. A named tuple: as immutable as a frozen dataclass, and built in a
+    third of its time, which counts at one per session of a run."""
+
     conversion_id: str
     session_id: str
     initializer: float
@@ -236,7 +241,9 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
     """Attributions of the journeys that succeeded, and the ids of those that failed (206).
 
     Each session of a succeeded journey must come back exactly once, nothing else may come
-    back, every ihc lies in [0, 1], and each journey's ihc sums to 1 within rounding.
+    back, every share lies in [0, 1], and each journey's ihc sums to 1 within rounding. It runs
+    on every answer while other requests wait to be sent, so each row costs one lookup in the
+    set of sessions not seen yet; the slower checks run only to word an error.
     """
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise _RetryableError("answer has no 'value' list")
@@ -244,30 +251,41 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
     expected = {
         (conv_id, row["session_id"]) for conv_id, journey in sent.items() if conv_id not in failed for row in journey
     }
-    seen: set[tuple[str, str]] = set()
+    unseen = set(expected)
     sums: dict[str, float] = {}
     result: list[Attribution] = []
     for item in body["value"]:
         try:
             key = (item["conversion_id"], item["session_id"])
-            shares = [float(item[k]) for k in ("initializer", "holder", "closer", "ihc")]
+            initializer, holder, closer, ihc = (
+                float(item["initializer"]),
+                float(item["holder"]),
+                float(item["closer"]),
+                float(item["ihc"]),
+            )
+            first_time = key in unseen  # hashes the ids: TypeError for a list or an object
         except (KeyError, TypeError, ValueError):
             raise _RetryableError(f"answer holds a malformed row: {str(item)[:BODY_SNIPPET]}") from None
-        if key not in expected:
-            raise _RetryableError(f"answer holds session {key[1]!r} of conversion {key[0]!r}, which was not sent")
-        if key in seen:
-            raise _RetryableError(f"answer holds session {key[1]!r} of conversion {key[0]!r} twice")
-        if not all(-1e-9 <= s <= 1 + 1e-9 for s in shares):  # False for NaN and inf too
+        if not first_time:
+            how = " twice" if key in expected else ", which was not sent"
+            raise _RetryableError(f"answer holds session {key[1]!r} of conversion {key[0]!r}{how}")
+        # Chained comparisons are False for NaN and inf too.
+        if not (
+            SHARE_LOW <= initializer <= SHARE_HIGH
+            and SHARE_LOW <= holder <= SHARE_HIGH
+            and SHARE_LOW <= closer <= SHARE_HIGH
+            and SHARE_LOW <= ihc <= SHARE_HIGH
+        ):
             raise _RetryableError(
-                f"answer gives session {key[1]!r} of conversion {key[0]!r} shares {shares} outside [0, 1]"
+                f"answer gives session {key[1]!r} of conversion {key[0]!r} shares "
+                f"{[initializer, holder, closer, ihc]} outside [0, 1]"
             )
-        seen.add(key)
-        sums[key[0]] = sums.get(key[0], 0.0) + shares[3]
-        result.append(Attribution(key[0], key[1], *shares))
-    missing = expected - seen
-    if missing:
-        first = sorted(missing)[:3]
-        raise _RetryableError(f"answer lacks {len(missing)} sent sessions, e.g. {first}")
+        unseen.remove(key)
+        sums[key[0]] = sums.get(key[0], 0.0) + ihc
+        result.append(Attribution(key[0], key[1], initializer, holder, closer, ihc))
+    if unseen:
+        first = sorted(unseen)[:3]
+        raise _RetryableError(f"answer lacks {len(unseen)} sent sessions, e.g. {first}")
     for conv_id, total in sums.items():
         if abs(total - 1) > min(cfg.SUM_TOLERANCE, ROUNDING_SLACK * len(sent[conv_id])):
             raise _RetryableError(f"ihc of conversion {conv_id!r} sums to {total:.6f}, not 1")

@@ -239,6 +239,7 @@ def mutated(change) -> dict:
         (mutated(lambda rows: rows[1].update(holder="lots")), r"malformed row.*c1-s2"),
         (mutated(lambda rows: rows.append("c2-s1")), r"malformed row"),
         (mutated(lambda rows: rows.append({"conversion_id": "c2", "ihc": 1})), r"malformed row"),
+        (mutated(lambda rows: rows[0].update(conversion_id=["c1"])), r"malformed row.*\['c1'\]"),
         ({"statusCode": 200}, r"no 'value' list"),
         ([], r"no 'value' list"),
         (
@@ -259,6 +260,7 @@ def mutated(change) -> dict:
         "non-numeric-share",
         "row-not-an-object",
         "row-without-session",
+        "unhashable-conversion-id",
         "no-value",
         "not-an-object",
         "unknown-partial-failure",
