@@ -292,6 +292,23 @@ def validate_answer(body: object, sent: dict[str, ApiJourney]) -> tuple[list[Att
     return result, failed
 
 
+class RawAnswer(NamedTuple):
+    """An HTTP answer as it came: status, body, Retry-After header."""
+
+    status: int
+    body: bytes
+    retry_after: str | None
+
+
+async def _yield_to_senders() -> None:
+    """Two turns of the event loop, so that a request waiting for the slot an answer freed goes
+    out before that answer is decoded and checked, instead of after every answer that arrived
+    with it: one turn for the request to start, one for the task in which aiohttp writes its
+    body (started lazily before Python 3.12)."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
 class IhcClient:
     """One chunk's worth of requests over one aiohttp session."""
 
@@ -302,7 +319,9 @@ class IhcClient:
         self.deadline = 0.0
         self.engine_parameters: str | None = None
 
-    def _classify(self, status: int, body: bytes, retry_after: str | None) -> dict:
+    @staticmethod
+    def _classify(answer: RawAnswer) -> dict:
+        status, body, retry_after = answer
         if status == 429:
             raise _RetryableError("HTTP 429 Too Many Requests", parse_retry_after(retry_after))
         if status >= 500 or status == 408:
@@ -326,7 +345,8 @@ class IhcClient:
             raise _RetryableError(f"HTTP {status} but statusCode {code} in the body: {_snippet(body)}")
         raise IhcRejectedError(f"the API rejected the request (statusCode {code}): {_snippet(body)}")
 
-    async def _send(self, session: aiohttp.ClientSession, journeys: Sequence[ApiJourney]) -> dict:
+    async def _send(self, session: aiohttp.ClientSession, journeys: Sequence[ApiJourney]) -> RawAnswer:
+        """One HTTP exchange; the answer is decoded by the caller, once the slot is free."""
         payload: dict[str, object] = {"customer_journeys": [row for j in journeys for row in j]}
         if self.target.redistribution_parameter:
             payload["redistribution_parameter"] = self.target.redistribution_parameter
@@ -341,7 +361,7 @@ class IhcClient:
             ) as response:
                 body = await response.read()
                 self.engine_parameters = response.headers.get(ENGINE_PARAMETERS_HEADER, self.engine_parameters)
-                return self._classify(response.status, body, response.headers.get("Retry-After"))
+                return RawAnswer(response.status, body, response.headers.get("Retry-After"))
         except TimeoutError:
             raise _RetryableError(f"no answer within {self.settings.timeout_seconds} s") from None
         except aiohttp.ClientError as exc:
@@ -358,8 +378,9 @@ class IhcClient:
             attempt += 1
             try:
                 async with semaphore:
-                    body = await self._send(session, list(pending.values()))
-                attributions, failed = validate_answer(body, pending)
+                    answer = await self._send(session, list(pending.values()))
+                await _yield_to_senders()
+                attributions, failed = validate_answer(self._classify(answer), pending)
             except _RetryableError as exc:
                 if attempt == self.settings.max_attempts:
                     raise IhcApiError(f"{where} failed after {attempt} attempts: {exc}") from None

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from include import ihc_client
 from include.ihc_client import (
     ApiTarget,
     ClientSettings,
@@ -150,6 +151,29 @@ def test_persistent_500_fails_after_max_attempts(local_server: str, server_confi
     assert not isinstance(caught.value, IhcRejectedError)
     assert "500" in str(caught.value)
     assert server_config.requests == 4
+
+
+def test_a_freed_slot_sends_the_next_request_before_the_answer_is_checked(
+    local_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    send, validate = IhcClient._send, ihc_client.validate_answer
+
+    async def recording_send(self, session, journeys):
+        events.append(f"send {journeys[0][0]['conversion_id']}")
+        return await send(self, session, journeys)
+
+    def recording_validate(body, sent):
+        events.append(f"check {next(iter(sent))}")
+        return validate(body, sent)
+
+    monkeypatch.setattr(IhcClient, "_send", recording_send)
+    monkeypatch.setattr(ihc_client, "validate_answer", recording_validate)
+    settings = ClientSettings(max_journeys_per_request=1, concurrency=1)
+    outcome = attribute_journeys(journeys_of(1, 2, 1), target(local_server), settings)
+
+    assert outcome.requests == 3
+    assert events == ["send c1", "send c2", "check c1", "send c3", "check c2", "check c3"]
 
 
 def test_wrong_key_fails_fast(local_server: str) -> None:
