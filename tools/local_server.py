@@ -421,9 +421,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# How often a thread holding the GIL hands it over when another waits (Python's default: 5 ms).
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The server's own process: while a worker thread scores, the event loop waits for the GIL
+    # up to the switch interval before it can take a request or send an answer.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         parameters = engine_parameters.read_folder(args.engine_dir)
     except ParameterFileError as exc:

@@ -347,6 +347,19 @@ def test_help_exits_zero() -> None:
     assert "--max-sessions" in result.stdout
 
 
+def test_the_server_process_hands_the_gil_to_its_event_loop_within_a_millisecond(
+    trained_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[object] = []
+    monkeypatch.setattr(local_server_module.web, "run_app", lambda app, **kwargs: served.append(app))
+    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: served.append(seconds))
+
+    local_server_module.main(["--engine-dir", str(Path(trained_engine.path).parent)])
+
+    assert served[0] == local_server_module.SWITCH_INTERVAL_SECONDS <= 0.001
+    assert len(served) == 2
+
+
 def test_faults_can_be_replaced_on_a_running_server(local_server, server_config):
     def control(method: str, body: bytes | None = None, key: str = LOCAL_API_KEY) -> tuple[int, dict]:
         req = urllib.request.Request(
