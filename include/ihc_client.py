@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -77,25 +77,28 @@ class RequestLimits:
         return journeys > 0 and (journeys == self.max_journeys or sessions + next_sessions > self.max_sessions)
 
 
-def pack_requests(journeys: list[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
-    """Greedy, order-keeping packing of whole journeys under both per-request limits.
+def iter_requests(journeys: Iterable[ApiJourney], limits: RequestLimits) -> Iterator[list[ApiJourney]]:
+    """Greedy, order-keeping packing of whole journeys under both per-request limits, each
+    request given as soon as the journey after it arrives.
 
-    No journey is longer than ``max_sessions``: the journey step trimmed them to the same limit,
+    No journey is longer than the session limit: the journey step trimmed them to the same limit,
     read once for the run (include.run_config).
     """
-    limits = RequestLimits(max_journeys, max_sessions)
-    requests: list[list[ApiJourney]] = []
     current: list[ApiJourney] = []
     current_sessions = 0
     for journey in journeys:
         if limits.starts_new_request(len(current), current_sessions, len(journey)):
-            requests.append(current)
+            yield current
             current, current_sessions = [], 0
         current.append(journey)
         current_sessions += len(journey)
     if current:
-        requests.append(current)
-    return requests
+        yield current
+
+
+def pack_requests(journeys: Iterable[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
+    """All the requests of ``journeys`` at once (iter_requests)."""
+    return list(iter_requests(journeys, RequestLimits(max_journeys, max_sessions)))
 
 
 ROUNDING_SLACK = 1e-4
@@ -413,17 +416,20 @@ class IhcClient:
             log.warning("%s: %d journeys failed (206), retrying them: %s", where, len(failed), sorted(failed)[:5])
             await asyncio.sleep(delay)
 
-    async def attribute(self, journeys: list[ApiJourney]) -> ChunkOutcome:
+    async def attribute(self, journeys: Iterable[ApiJourney]) -> ChunkOutcome:
+        """Attribute the journeys; each request goes out as soon as it is packed and a slot is
+        free, so a chunk decoded lazily (include.chunks.read_chunk) is sent while it decodes."""
         self.deadline = asyncio.get_running_loop().time() + self.settings.budget_seconds
-        requests = pack_requests(
-            journeys, self.settings.max_journeys_per_request, self.settings.max_sessions_per_request
-        )
+        limits = RequestLimits(self.settings.max_journeys_per_request, self.settings.max_sessions_per_request)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            tasks = [asyncio.ensure_future(self._attribute_request(session, semaphore, r)) for r in requests]
+            tasks: list[asyncio.Task[list[Attribution]]] = []
             try:
+                for request in iter_requests(journeys, limits):
+                    tasks.append(asyncio.ensure_future(self._attribute_request(session, semaphore, request)))
+                    await asyncio.sleep(0)  # the request starts now if a slot is free
                 results = []
                 for done, task in enumerate(asyncio.as_completed(tasks), start=1):
                     results.append(await task)
@@ -434,10 +440,8 @@ class IhcClient:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
-        return ChunkOutcome(
-            [a for batch in results for a in batch], len(requests), self.attempts, self.engine_parameters
-        )
+        return ChunkOutcome([a for batch in results for a in batch], len(tasks), self.attempts, self.engine_parameters)
 
 
-def attribute_journeys(journeys: list[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:
+def attribute_journeys(journeys: Iterable[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:
     return asyncio.run(IhcClient(target, settings).attribute(journeys))

@@ -176,6 +176,32 @@ def test_a_freed_slot_sends_the_next_request_before_the_answer_is_checked(
     assert events == ["send c1", "send c2", "check c1", "send c3", "check c2", "check c3"]
 
 
+def test_the_first_request_goes_out_before_the_later_journeys_are_taken(
+    local_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    send = IhcClient._send
+
+    async def recording_send(self, session, journeys):
+        events.append(f"send {journeys[0][0]['conversion_id']}")
+        return await send(self, session, journeys)
+
+    def lazily(journeys: list[list[dict]]):
+        for j in journeys:
+            events.append(f"take {j[0]['conversion_id']}")
+            yield j
+
+    monkeypatch.setattr(IhcClient, "_send", recording_send)
+    journeys = journeys_of(1, 2, 1, 3)
+    settings = ClientSettings(max_journeys_per_request=1, concurrency=2)
+    outcome = attribute_journeys(lazily(journeys), target(local_server), settings)
+
+    assert_complete(outcome.attributions, journeys)
+    assert outcome.requests == 4
+    # c2 closes the first request; it goes out before c3 is even read
+    assert events[:4] == ["take c1", "take c2", "send c1", "take c3"]
+
+
 def test_wrong_key_fails_fast(local_server: str) -> None:
     client = IhcClient(target(local_server, key="not-the-key"), FAST)
     with pytest.raises(IhcRejectedError, match="403") as caught:

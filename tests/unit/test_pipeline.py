@@ -100,7 +100,7 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         chunks, results, summary = run_steps(sample_db, store, local_server, csv_dir=tmp_path / "csv")
         assert local_path(store) is None
         assert sorted(p.name for p in (store / "chunks").iterdir()) == [
-            f"chunk-{i:04d}.json" for i in range(len(chunks))
+            f"chunk-{i:04d}.jsonl" for i in range(len(chunks))
         ]
         assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
         assert (store / SUMMARY_FILE).exists()
