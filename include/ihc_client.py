@@ -10,6 +10,7 @@ unreadable answers) is retried with exponential backoff and jitter; a rejected r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -426,10 +427,15 @@ class IhcClient:
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             tasks: list[asyncio.Task[list[Attribution]]] = []
+            failed: list[asyncio.Task[list[Attribution]]] = []
             try:
                 for request in iter_requests(journeys, limits):
-                    tasks.append(asyncio.ensure_future(self._attribute_request(session, semaphore, request)))
+                    task = asyncio.ensure_future(self._attribute_request(session, semaphore, request))
+                    task.add_done_callback(functools.partial(_keep_failed, failed))
+                    tasks.append(task)
                     await asyncio.sleep(0)  # the request starts now if a slot is free
+                    if failed:  # a request failed for good: the rest are not packed and sent
+                        await failed[0]
                 results = []
                 for done, task in enumerate(asyncio.as_completed(tasks), start=1):
                     results.append(await task)
@@ -441,6 +447,11 @@ class IhcClient:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         return ChunkOutcome([a for batch in results for a in batch], len(tasks), self.attempts, self.engine_parameters)
+
+
+def _keep_failed(failed: list[asyncio.Task[list[Attribution]]], task: asyncio.Task[list[Attribution]]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        failed.append(task)
 
 
 def attribute_journeys(journeys: Iterable[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:

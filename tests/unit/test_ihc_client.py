@@ -202,6 +202,24 @@ def test_the_first_request_goes_out_before_the_later_journeys_are_taken(
     assert events[:4] == ["take c1", "take c2", "send c1", "take c3"]
 
 
+def test_a_request_failing_for_good_stops_the_packing_of_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[str] = []
+
+    async def refused(self, session, semaphore, journeys):
+        raise IhcRejectedError(f"refused {journeys[0][0]['conversion_id']}")
+
+    def lazily(journeys: list[list[dict]]):
+        for j in journeys:
+            taken.append(j[0]["conversion_id"])
+            yield j
+
+    monkeypatch.setattr(IhcClient, "_attribute_request", refused)
+    settings = ClientSettings(max_journeys_per_request=1)
+    with pytest.raises(IhcRejectedError, match="refused c1"):
+        attribute_journeys(lazily(journeys_of(*[1] * 100)), target("http://127.0.0.1:9"), settings)
+    assert len(taken) < 5
+
+
 def test_wrong_key_fails_fast(local_server: str) -> None:
     client = IhcClient(target(local_server, key="not-the-key"), FAST)
     with pytest.raises(IhcRejectedError, match="403") as caught:
