@@ -28,7 +28,7 @@ from pathlib import Path
 
 from include import pipeline, run_config, settings, warehouse
 from include.chunks import read_chunk
-from include.ihc_client import ApiTarget, ClientSettings, local_target, pack_requests
+from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from tools import engine_parameters, engine_training
 from tools.demo import free_port, wait_for_port
 from tools.local_airflow import airflow_env, connection_env, local_api_connection
@@ -83,10 +83,12 @@ def peak_rss_mb() -> float:
 def requests_at(max_sessions: int, max_journeys: int, chunk_files: list[Path]) -> tuple[int, int]:
     """Requests the chunk files need at ``max_sessions`` per request, packed chunk by chunk as
     the API tasks do, and in one packing of all their journeys (the range's): equal when the
-    chunks end at request boundaries of that packing."""
-    chunked = sum(len(pack_requests(read_chunk(f), max_journeys, max_sessions)) for f in chunk_files)
-    whole = pack_requests(itertools.chain.from_iterable(read_chunk(f) for f in chunk_files), max_journeys, max_sessions)
-    return chunked, len(whole)
+    chunks end at request boundaries of that packing. Counted as packed, so the stage's peak
+    RSS stays the client's."""
+    limits = RequestLimits(max_journeys, max_sessions)
+    chunked = sum(sum(1 for _ in iter_requests(read_chunk(f), limits)) for f in chunk_files)
+    whole = sum(1 for _ in iter_requests(itertools.chain.from_iterable(map(read_chunk, chunk_files)), limits))
+    return chunked, whole
 
 
 def stage_main(argv: list[str]) -> None:
