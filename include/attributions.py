@@ -39,10 +39,15 @@ def result_file(index: int) -> str:
 
 
 def write_result(run_dir: StoragePath, chunk: ChunkInfo, outcome: ChunkOutcome) -> ChunkResult:
+    """The chunk's attributions, one array of the Attribution fields in order per row.
+
+    orjson writes each Attribution (a named tuple) through ``tuple``: no list per row first.
+    """
     name = result_file(chunk.index)
-    rows = [[a.conversion_id, a.session_id, a.initializer, a.holder, a.closer, a.ihc] for a in outcome.attributions]
-    atomic_write_bytes(run_dir / name, orjson.dumps({"chunk": chunk.index, "rows": rows}))
-    return ChunkResult(chunk.index, name, len(rows), outcome.requests, outcome.attempts, outcome.engine_parameters)
+    data = orjson.dumps({"chunk": chunk.index, "rows": outcome.attributions}, default=tuple)
+    atomic_write_bytes(run_dir / name, data)
+    rows = len(outcome.attributions)
+    return ChunkResult(chunk.index, name, rows, outcome.requests, outcome.attempts, outcome.engine_parameters)
 
 
 def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) -> None:

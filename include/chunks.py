@@ -1,21 +1,22 @@
 """Chunk files of whole journeys (one per mapped API task) and requests within a chunk.
 
 A journey is never split: the API normalises each request on its own, so a journey spread over
-two requests would come back summing to 2.
+two requests would come back summing to 2. A chunk file holds one journey per JSON line, in the
+request shape, so the API task decodes it a request at a time while the first requests are out.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import orjson
 
 from include.ihc_client import ApiJourney, RequestLimits, journey_rows
 from include.journeys import Journey
-from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
+from include.runfiles import StoragePath, atomic_writer, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def effective_chunk_size(expected_journeys: int, chunk_size: int, max_chunks: in
 
 
 def chunk_file(index: int) -> str:
-    return f"chunks/chunk-{index:04d}.json"
+    return f"chunks/chunk-{index:04d}.jsonl"
 
 
 def write_chunks(
@@ -79,7 +80,9 @@ def write_chunks(
     def flush() -> None:
         nonlocal buffer, sessions
         name = chunk_file(len(written))
-        atomic_write_bytes(run_dir / name, orjson.dumps({"journeys": buffer}))
+        with atomic_writer(run_dir / name) as handle:
+            for journey in buffer:  # one by one: orjson keeps ~4 kB behind each result
+                handle.write(orjson.dumps(journey, option=orjson.OPT_APPEND_NEWLINE))
         written.append((name, len(buffer), sessions))
         buffer, sessions = [], 0
 
@@ -101,10 +104,28 @@ def write_chunks(
     ]
 
 
-def read_chunk(path: StoragePath) -> list[ApiJourney]:
+def read_chunk(path: StoragePath) -> Iterator[ApiJourney]:
+    """The chunk's journeys, each decoded when it is taken.
+
+    The file is read at once: a missing or empty one fails here. A line that is not JSON or not
+    a non-empty list starting with a row object fails when it is reached, after the requests
+    before it went out (the file is written whole by write_chunks, so that means damage).
+    """
     try:
-        return orjson.loads(read_bytes(path))["journeys"]
+        data = read_bytes(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"chunk file {path} is missing") from None
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"chunk file {path} is not a valid chunk: {exc}") from exc
+    if not data or data.isspace():
+        raise ValueError(f"chunk file {path} is not a valid chunk: it is empty")
+    return _journeys(path, data)
+
+
+def _journeys(path: StoragePath, data: bytes) -> Iterator[ApiJourney]:
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            journey = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"chunk file {path} is not a valid chunk: line {number}: {exc}") from exc
+        if not isinstance(journey, list) or not journey or not isinstance(journey[0], dict):
+            raise ValueError(f"chunk file {path} is not a valid chunk: line {number} is not a list of rows")
+        yield journey

@@ -6,8 +6,11 @@ itself moves through the warehouse and the run's folder.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -90,11 +93,29 @@ def journeys_step(
     return [c.to_xcom() for c in chunks], asdict(stats)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block, back as it was after.
+
+    A chunk's rows and attributions are hundreds of thousands of objects without cycles; the
+    collector would rescan them again and again while they are read and the answers arrive
+    (at 20,000 journeys ~0.1 s of full collections, each stalling the event loop for tens of
+    milliseconds). Reference counting frees them all the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> dict:
     info = ChunkInfo.from_xcom(chunk)
     log.info("%s: %d sessions to %s", info.label, info.sessions, target.url)
-    outcome = attribute_journeys(read_chunk(run_dir / info.file), target, settings)
-    result = write_result(run_dir, info, outcome)
+    with collector_paused():
+        result = _attribute_chunk(info, run_dir, target, settings)
     log.info(
         "%s: %d sessions attributed in %d requests (%d attempts)",
         info.label,
@@ -103,6 +124,13 @@ def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, setting
         result.attempts,
     )
     return result.to_xcom()
+
+
+def _attribute_chunk(info: ChunkInfo, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> ChunkResult:
+    """Read, attribute and write one chunk. Its rows are freed when this returns, before the
+    collector is back: its first pass then has only the survivors to scan."""
+    outcome = attribute_journeys(read_chunk(run_dir / info.file), target, settings)
+    return write_result(run_dir, info, outcome)
 
 
 def write_step(

@@ -12,6 +12,7 @@ reports the engine's CPU time. Writes ``bench/results.md`` with the machine it r
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -26,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include import pipeline, run_config, settings, warehouse
-from include.ihc_client import ApiTarget, ClientSettings, local_target
+from include.chunks import read_chunk
+from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from tools import engine_parameters, engine_training
 from tools.demo import free_port, wait_for_port
 from tools.local_airflow import airflow_env, connection_env, local_api_connection
@@ -36,6 +38,9 @@ WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, setti
 LATENCY_MS = 50
 CONCURRENCY = 8
 CHUNK_SIZE = 20000
+# A free account's sessions per request (ihc_max_sessions_per_request): the api stage reports the
+# requests the chunks need at it against one packing of the whole range.
+FREE_ACCOUNT_SESSIONS = 200
 DATASETS = {
     "1x": SampleSpec(seed=42),
     "100x-background": SampleSpec(seed=42, background_factor=100),
@@ -73,6 +78,17 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def requests_at(max_sessions: int, max_journeys: int, chunk_files: list[Path]) -> tuple[int, int]:
+    """Requests the chunk files need at ``max_sessions`` per request, packed chunk by chunk as
+    the API tasks do, and in one packing of all their journeys (the range's): equal when the
+    chunks end at request boundaries of that packing. Counted as packed, so the stage's peak
+    RSS stays the client's."""
+    limits = RequestLimits(max_journeys, max_sessions)
+    chunked = sum(sum(1 for _ in iter_requests(read_chunk(f), limits)) for f in chunk_files)
+    whole = sum(1 for _ in iter_requests(itertools.chain.from_iterable(map(read_chunk, chunk_files)), limits))
+    return chunked, whole
 
 
 def stage_main(argv: list[str]) -> None:
@@ -114,6 +130,12 @@ def stage_main(argv: list[str]) -> None:
         ideal = sum(math.ceil(r["requests"] / CONCURRENCY) for r in results) * LATENCY_MS / 1000
         state.write_text(json.dumps({**saved, "results": results}))
         detail = {"requests": sum(r["requests"] for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
+        files = [run_dir / c["file"] for c in saved["chunks"]]
+        chunked, whole = requests_at(FREE_ACCOUNT_SESSIONS, client.max_journeys_per_request, files)
+        detail |= {
+            f"requests_at_{FREE_ACCOUNT_SESSIONS}_sessions": chunked,
+            f"whole_range_packing_at_{FREE_ACCOUNT_SESSIONS}": whole,
+        }
     elif args.stage == "write":
         saved = json.loads(state.read_text())
         started = time.perf_counter()

@@ -198,7 +198,12 @@ def attribute_journey(
     """IHC shares of one journey (time order); Σ ihc = 1 and each phase with mass sums to 1.
 
     ihc weighs the phases that have mass in this journey, with their weights renormalised.
+    A lone session is its journey's initializer and closer and gets all of its ihc, with or
+    without redistribution (nobody to give to): answered without the arithmetic, as most
+    journeys are one session and the local server scores them while requests wait.
     """
+    if len(journey) == 1:
+        return [SessionShares(journey[0].session_id, 1.0, 0.0, 1.0, 1.0)]
     per_session = phase_shares(journey, params)
     columns = [[row[p] for row in per_session] for p in range(3)]
     labels = [tp.channel_label for tp in journey]

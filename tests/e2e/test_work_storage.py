@@ -29,8 +29,8 @@ def test_run_files_live_under_the_configured_base(dag, pipeline_env, tmp_path, m
     assert succeeded(dag_run)
     folder = base / run_directory(base, dag_run.run_id).name
     chunks = sorted(p.name for p in (folder / "chunks").iterdir())
-    assert chunks == [f"chunk-{i:04d}.json" for i in range(4)]
-    assert sorted(p.name for p in (folder / "results").iterdir()) == chunks
+    assert chunks == [f"chunk-{i:04d}.jsonl" for i in range(4)]
+    assert sorted(p.name for p in (folder / "results").iterdir()) == [f"chunk-{i:04d}.json" for i in range(4)]
     assert {p.name for p in (folder / "extract").iterdir()} == {"conversions.jsonl", "sessions.jsonl"}
     assert RunSummary.load(folder / SUMMARY_FILE).chunks == 4
     assert not (settings.data_dir() / "runs" / folder.name).exists(), "nothing went to the default base"

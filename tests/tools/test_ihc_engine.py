@@ -95,6 +95,13 @@ def test_single_session_journey(holder: int, closer: int) -> None:
     assert (only.initializer, only.holder, only.closer, only.ihc) == (1, 0, 1, 1)
 
 
+@pytest.mark.parametrize("direction", RedistributionRule.DIRECTIONS)
+def test_single_session_journey_keeps_everything_under_redistribution(direction: str) -> None:
+    rules = {phase: RedistributionRule(direction, 0.0, frozenset({"channel-0"})) for phase in PHASES}
+    [only] = attribute_journey(make_journey([0]), PARAMS, rules)
+    assert (only.session_id, only.initializer, only.holder, only.closer, only.ihc) == ("s1", 1, 0, 1, 1)
+
+
 def test_three_session_journey_computed_by_hand() -> None:
     # gaps 6 h and 24 h: muI = 1, (6-2)/24 = 1/6, (24-2)/24 = 11/12 -> I = 12/25, 2/25, 11/25
     # toc of s1 30 h: F = 0.30, muC = 1 - (0.30-0.08)/0.62 = 20/31; s2 has closer_engagement 0;

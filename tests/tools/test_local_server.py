@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -346,6 +347,19 @@ def test_help_exits_zero() -> None:
     assert "--max-sessions" in result.stdout
 
 
+def test_the_server_process_hands_the_gil_to_its_event_loop_within_a_millisecond(
+    trained_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[object] = []
+    monkeypatch.setattr(local_server_module.web, "run_app", lambda app, **kwargs: served.append(app))
+    monkeypatch.setattr(sys, "setswitchinterval", lambda seconds: served.append(seconds))
+
+    local_server_module.main(["--engine-dir", str(Path(trained_engine.path).parent)])
+
+    assert served[0] == local_server_module.SWITCH_INTERVAL_SECONDS <= 0.001
+    assert len(served) == 2
+
+
 def test_faults_can_be_replaced_on_a_running_server(local_server, server_config):
     def control(method: str, body: bytes | None = None, key: str = LOCAL_API_KEY) -> tuple[int, dict]:
         req = urllib.request.Request(
@@ -393,6 +407,28 @@ def test_latency_is_the_time_from_arrival_to_answer_and_includes_the_engine_work
     assert local_server_module.latency_left(10.0, 10.2, 0.3) == pytest.approx(0.1)
     assert local_server_module.latency_left(10.0, 10.0, 0.3) == pytest.approx(0.3)
     assert local_server_module.latency_left(10.0, 10.5, 0.3) == 0.0
+
+
+def test_parsing_and_scoring_run_off_the_event_loop(local_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the loop stays free to take other requests as they arrive, so their latency starts then
+    threads: list[str] = []
+    parse, score = local_server_module.parse_request, local_server_module.score
+
+    def recording_parse(raw, config):
+        threads.append(threading.current_thread().name)
+        return parse(raw, config)
+
+    def recording_score(parsed, failed, parameters):
+        threads.append(threading.current_thread().name)
+        return score(parsed, failed, parameters)
+
+    monkeypatch.setattr(local_server_module, "parse_request", recording_parse)
+    monkeypatch.setattr(local_server_module, "score", recording_score)
+    status, _, answer = post(local_server, body_of(journey("c1", 3)))
+
+    assert status == 200 and len(answer["value"]) == 3
+    assert len(threads) == 2
+    assert "local-ihc-server" not in threads
 
 
 def test_an_answer_is_held_for_the_latency(local_server: str, server_config: ServerConfig) -> None:

@@ -3,6 +3,7 @@ transaction, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from include import attributions, report, schema, warehouse
@@ -51,6 +52,11 @@ def test_write_result_and_iter_rows_round_trip(tmp_path):
     assert (tmp_path / first.file).parent == tmp_path / "results"
     assert first.file != second.file
     assert list(iter_rows(tmp_path, [first, second])) == [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s3", 1.0)]
+    # each row holds the Attribution's fields in order, shares included
+    assert orjson.loads((tmp_path / second.file).read_bytes()) == {
+        "chunk": 1,
+        "rows": [["c2", "s3", 0.5, 0.25, 0.25, 1.0]],
+    }
     assert first.to_xcom() == {
         "index": 0,
         "file": first.file,

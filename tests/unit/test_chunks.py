@@ -52,14 +52,14 @@ def test_write_chunks_file_count_sizes_and_labels(tmp_path):
         "chunk 3/3 · 1 journeys",
     ]
     files = sorted(p.name for p in (tmp_path / "chunks").iterdir())
-    assert files == ["chunk-0000.json", "chunk-0001.json", "chunk-0002.json"]
+    assert files == ["chunk-0000.jsonl", "chunk-0001.jsonl", "chunk-0002.jsonl"]
     assert [c.file for c in chunks] == [f"chunks/{name}" for name in files]
 
 
 def test_write_chunks_exact_multiple_makes_no_empty_chunk(tmp_path):
     chunks = write_chunks((make_journey(f"c{i}", 1) for i in range(6)), tmp_path, chunk_size=3)
     assert [c.journeys for c in chunks] == [3, 3]
-    assert len(list(tmp_path.glob("chunks/chunk-*.json"))) == 2
+    assert len(list(tmp_path.glob("chunks/chunk-*.jsonl"))) == 2
 
 
 def test_write_chunks_without_journeys_writes_nothing(tmp_path):
@@ -70,9 +70,9 @@ def test_write_chunks_without_journeys_writes_nothing(tmp_path):
 def test_write_chunks_leaves_no_temp_files(tmp_path):
     write_chunks((make_journey(f"c{i}", 2) for i in range(5)), tmp_path, chunk_size=2)
     assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
-        "chunk-0000.json",
-        "chunk-0001.json",
-        "chunk-0002.json",
+        "chunk-0000.jsonl",
+        "chunk-0001.jsonl",
+        "chunk-0002.jsonl",
     ]
 
 
@@ -82,7 +82,7 @@ def test_read_chunk_round_trip(tmp_path):
     read_back = [journey for chunk in chunks for journey in read_chunk(tmp_path / chunk.file)]
     assert read_back == [journey_rows(j) for j in journeys]
     for chunk in chunks:
-        content = read_chunk(tmp_path / chunk.file)
+        content = list(read_chunk(tmp_path / chunk.file))
         assert len(content) == chunk.journeys
         assert sum(len(j) for j in content) == chunk.sessions
 
@@ -103,16 +103,42 @@ def test_read_chunk_missing_file_names_the_path(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"{not json", b'{"other": []}', b"[1, 2, 3]", b""],
-    ids=["broken-json", "no-journeys-key", "json-list", "empty"],
+    ("content", "reason"),
+    [(b"", "empty"), (b"\n \n", "empty")],
+    ids=["empty", "blank"],
 )
-def test_read_chunk_invalid_file_names_the_path(tmp_path, content):
-    path = tmp_path / "chunk-0007.json"
+def test_read_chunk_empty_file_fails_before_any_journey(tmp_path, content, reason):
+    path = tmp_path / "chunk-0007.jsonl"
     path.write_bytes(content)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=reason) as info:
         read_chunk(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"{not json", b'{"journeys": []}', b"[1, 2, 3]", b"[]"],
+    ids=["broken-json", "object", "list-of-numbers", "empty-journey"],
+)
+def test_read_chunk_damaged_line_names_the_path_and_line_when_reached(tmp_path, line):
+    path = tmp_path / "chunk-0007.jsonl"
+    first = orjson.dumps(api_journey("c1", 2))
+    path.write_bytes(first + b"\n" + line + b"\n")
+    journeys = read_chunk(path)
+    assert next(journeys) == api_journey("c1", 2)
+    with pytest.raises(ValueError) as info:
+        next(journeys)
+    assert str(path) in str(info.value)
+    assert "line 2" in str(info.value)
+
+
+def test_read_chunk_decodes_a_journey_when_it_is_taken(tmp_path):
+    chunks = write_chunks(iter([make_journey("c1", 1), make_journey("c2", 3)]), tmp_path, chunk_size=5)
+    path = tmp_path / chunks[0].file
+    assert path.read_bytes().count(b"\n") == 2, "one journey per line"
+    journeys = read_chunk(path)
+    path.unlink()  # read already: decoding needs no file
+    assert [len(j) for j in journeys] == [1, 3]
 
 
 # --- effective_chunk_size ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from include import ihc_client
 from include.ihc_client import (
     ApiTarget,
     ClientSettings,
@@ -152,6 +153,73 @@ def test_persistent_500_fails_after_max_attempts(local_server: str, server_confi
     assert server_config.requests == 4
 
 
+def test_a_freed_slot_sends_the_next_request_before_the_answer_is_checked(
+    local_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    send, validate = IhcClient._send, ihc_client.validate_answer
+
+    async def recording_send(self, session, journeys):
+        events.append(f"send {journeys[0][0]['conversion_id']}")
+        return await send(self, session, journeys)
+
+    def recording_validate(body, sent):
+        events.append(f"check {next(iter(sent))}")
+        return validate(body, sent)
+
+    monkeypatch.setattr(IhcClient, "_send", recording_send)
+    monkeypatch.setattr(ihc_client, "validate_answer", recording_validate)
+    settings = ClientSettings(max_journeys_per_request=1, concurrency=1)
+    outcome = attribute_journeys(journeys_of(1, 2, 1), target(local_server), settings)
+
+    assert outcome.requests == 3
+    assert events == ["send c1", "send c2", "check c1", "send c3", "check c2", "check c3"]
+
+
+def test_the_first_request_goes_out_before_the_later_journeys_are_taken(
+    local_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    send = IhcClient._send
+
+    async def recording_send(self, session, journeys):
+        events.append(f"send {journeys[0][0]['conversion_id']}")
+        return await send(self, session, journeys)
+
+    def lazily(journeys: list[list[dict]]):
+        for j in journeys:
+            events.append(f"take {j[0]['conversion_id']}")
+            yield j
+
+    monkeypatch.setattr(IhcClient, "_send", recording_send)
+    journeys = journeys_of(1, 2, 1, 3)
+    settings = ClientSettings(max_journeys_per_request=1, concurrency=2)
+    outcome = attribute_journeys(lazily(journeys), target(local_server), settings)
+
+    assert_complete(outcome.attributions, journeys)
+    assert outcome.requests == 4
+    # c2 closes the first request; it goes out before c3 is even read
+    assert events[:4] == ["take c1", "take c2", "send c1", "take c3"]
+
+
+def test_a_request_failing_for_good_stops_the_packing_of_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[str] = []
+
+    async def refused(self, session, semaphore, journeys):
+        raise IhcRejectedError(f"refused {journeys[0][0]['conversion_id']}")
+
+    def lazily(journeys: list[list[dict]]):
+        for j in journeys:
+            taken.append(j[0]["conversion_id"])
+            yield j
+
+    monkeypatch.setattr(IhcClient, "_attribute_request", refused)
+    settings = ClientSettings(max_journeys_per_request=1)
+    with pytest.raises(IhcRejectedError, match="refused c1"):
+        attribute_journeys(lazily(journeys_of(*[1] * 100)), target("http://127.0.0.1:9"), settings)
+    assert len(taken) < 5
+
+
 def test_wrong_key_fails_fast(local_server: str) -> None:
     client = IhcClient(target(local_server, key="not-the-key"), FAST)
     with pytest.raises(IhcRejectedError, match="403") as caught:
@@ -239,6 +307,7 @@ def mutated(change) -> dict:
         (mutated(lambda rows: rows[1].update(holder="lots")), r"malformed row.*c1-s2"),
         (mutated(lambda rows: rows.append("c2-s1")), r"malformed row"),
         (mutated(lambda rows: rows.append({"conversion_id": "c2", "ihc": 1})), r"malformed row"),
+        (mutated(lambda rows: rows[0].update(conversion_id=["c1"])), r"malformed row.*\['c1'\]"),
         ({"statusCode": 200}, r"no 'value' list"),
         ([], r"no 'value' list"),
         (
@@ -259,6 +328,7 @@ def mutated(change) -> dict:
         "non-numeric-share",
         "row-not-an-object",
         "row-without-session",
+        "unhashable-conversion-id",
         "no-value",
         "not-an-object",
         "unknown-partial-failure",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import uuid
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         chunks, results, summary = run_steps(sample_db, store, local_server, csv_dir=tmp_path / "csv")
         assert local_path(store) is None
         assert sorted(p.name for p in (store / "chunks").iterdir()) == [
-            f"chunk-{i:04d}.json" for i in range(len(chunks))
+            f"chunk-{i:04d}.jsonl" for i in range(len(chunks))
         ]
         assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
         assert (store / SUMMARY_FILE).exists()
@@ -112,3 +113,16 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
     assert {k: v for k, v in summary.items() if k not in paths} == {
         k: v for k, v in local_summary.items() if k not in paths
     }
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_collector_paused_turns_the_collector_off_and_back_as_it_was(enabled_before: bool) -> None:
+    enabled = gc.isenabled()
+    try:
+        (gc.enable if enabled_before else gc.disable)()
+        with pytest.raises(RuntimeError), pipeline.collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("the step failed")
+        assert gc.isenabled() == enabled_before
+    finally:
+        (gc.enable if enabled else gc.disable)()
