@@ -11,13 +11,14 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 # PORT: make server's port (8765), make airflow's UI port (8080).
 server: PORT ?= 8765
 airflow: PORT ?= 8080
+airflow: WORKERS ?= 0
 
-.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium screenshot clean
+.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium redis screenshot clean
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m tools.demo
 
-test: $(STAMP) postgres chromium  ## the whole test suite
+test: $(STAMP) postgres chromium redis  ## the whole test suite
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## the edit loop: unit, tool, DAG and layout tests, no PostgreSQL server, no Airflow run
@@ -29,8 +30,8 @@ test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.
 bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
 	$(BIN)/python -m tools.bench
 
-airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(PORT) with a real scheduler; writes .airflow/airflow.env for the CLI; Ctrl-C stops it
-	$(BIN)/python -m tools.local_stack --port $(PORT)
+airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(PORT) with a real scheduler (WORKERS=N: N Celery workers and Redis); writes .airflow/airflow.env for the CLI; Ctrl-C stops it
+	$(BIN)/python -m tools.local_stack --port $(PORT) --workers $(WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -56,6 +57,15 @@ chromium:  ## Chromium for the browser test of the HTML report (Debian package),
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+
+redis:  ## the Redis server a Celery stack starts as its broker (Debian package), installed as root when missing
+	@if ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" -eq 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "the multi-worker test needs Redis: sudo apt-get install redis-server"; exit 1; \
 	  fi; \
 	fi
 

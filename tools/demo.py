@@ -34,17 +34,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen, timeout: float = 20.0, name: str = "the local IHC server"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the local IHC server exited with code {process.returncode}")
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
         try:
             socket.create_connection((settings.LOCAL_API_HOST, port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"the local IHC server did not listen on port {port} within {timeout} s")
+    raise RuntimeError(f"{name} did not listen on port {port} within {timeout} s")
 
 
 def newest_summary(since: float) -> RunSummary | None:

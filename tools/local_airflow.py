@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,3 +78,9 @@ def local_api_connection(url: str, api_key: str, conv_type_id: str = settings.DE
         settings.API_CONN_ID,
         {"conn_type": "http", "host": url, "password": api_key, "extra": {"conv_type_id": conv_type_id}},
     )
+
+
+def worker_hostname() -> str:
+    """Airflow's ``hostname_callable`` for the local stack's Celery workers: the worker's name, so
+    task instances show which of the workers sharing this machine ran them."""
+    return os.environ.get("ATTRIBUTION_WORKER_NAME") or socket.getfqdn()

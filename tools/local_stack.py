@@ -4,8 +4,11 @@ Trains the local IHC engine's default conversion type on the sample (unless its 
 is newer than the database), then starts the local IHC server, Airflow's API server (UI + REST
 API), scheduler (LocalExecutor, mapped chunks run in parallel), dag-processor and triggerer,
 after creating the metadata DB, the login, the ``ihc_api`` pool, the Variables' defaults and the
-connections. Ctrl-C, or any component exiting, stops every process it started and everything
-those started (executor workers, serve-logs), with SIGKILL for what ignores SIGTERM. Each
+connections. With ``--workers N`` (``make airflow WORKERS=N``) the executor is Celery instead:
+a Redis broker on 127.0.0.1 and N Celery workers, each in its own folder with its own copy of
+the code, logs and data folder, as if on its own machine. Ctrl-C, or any component exiting,
+stops every process it started and everything those started (executor workers, serve-logs),
+with SIGKILL for what ignores SIGTERM. Each
 process logs to ``<AIRFLOW_HOME>/stack/<name>.log``; ``<AIRFLOW_HOME>/airflow.env`` is the
 environment to ``source`` for the Airflow CLI against this stack.
 """
@@ -17,6 +20,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +41,9 @@ from tools.local_airflow import CONNECT_ARGS_KEYS, airflow_env, airflow_home, co
 
 LOGIN = ("airflow", "airflow")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+WORKER_CONCURRENCY = 2
+# What a worker's copy of the project holds: the code a task imports, nothing else.
+CODE_FOLDERS = ("include", "tools")
 
 
 @dataclass
@@ -50,6 +57,8 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     server_args: list[str] = field(default_factory=list)
     engine_dir: Path = field(default_factory=engine_parameters.engine_dir)
+    workers: int = 0
+    redis_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -76,8 +85,8 @@ class LocalStack:
             airflow_env(self.home, {**os.environ, **self.extra_env})
             # a connection the user set in the environment wins (the real API, their warehouse)
             | {k: v for k, v in local_connections.items() if k not in os.environ}
+            | self.executor_env()
             | {
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LOGIN[0]}:admin",
@@ -91,6 +100,58 @@ class LocalStack:
             }
             | self.extra_env
         )
+
+    def executor_env(self) -> dict[str, str]:
+        """LocalExecutor, or Celery with this stack's Redis as broker and result store."""
+        if not self.workers:
+            return {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+        redis = f"redis://{settings.LOCAL_API_HOST}:{self.redis_port}"
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"{redis}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"{redis}/1",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        }
+
+    def worker_home(self, number: int) -> Path:
+        return self.home / "workers" / f"worker-{number}"
+
+    def worker_env(self, env: dict[str, str], number: int) -> dict[str, str]:
+        """A worker's own AIRFLOW_HOME, logs, data folder and copy of the code: all it shares
+        with the others is what the settings name (warehouse, work folder, API, broker)."""
+        home = self.worker_home(number)
+        code = home / "code"
+        if not code.exists():
+            shutil.copytree(env["AIRFLOW__CORE__DAGS_FOLDER"], code / "dags", ignore=_CACHES)
+            for folder in CODE_FOLDERS:
+                shutil.copytree(settings.PROJECT_ROOT / folder, code / folder, ignore=_CACHES)
+        return env | {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(code / "dags"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.worker_hostname",
+            "PYTHONPATH": os.pathsep.join([str(code), str(code / "dags")]),
+            "ATTRIBUTION_DATA_DIR": str(home / "data"),
+            "ATTRIBUTION_WORKER_NAME": f"worker-{number}",
+        }
+
+    def _start_workers(self, env: dict[str, str]) -> None:
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise RuntimeError("Celery workers need a Redis broker: apt-get install redis-server")
+        (self.home / "redis").mkdir(parents=True, exist_ok=True)
+        port = str(self.redis_port)
+        self._start(
+            "redis",
+            [redis, "--bind", settings.LOCAL_API_HOST, "--port", port, "--save", "", "--dir", str(self.home / "redis")],
+            env,
+        )
+        wait_for_port(self.redis_port, self.processes["redis"], name="redis-server")
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        for number in range(1, self.workers + 1):
+            name = f"worker-{number}"
+            worker = [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"]
+            self._start(name, worker, self.worker_env(env, number), cwd=self.worker_home(number))
 
     def _cli(self, env: dict[str, str], *args: str) -> None:
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -118,12 +179,12 @@ class LocalStack:
         defaults.write_bytes(orjson.dumps({v.name: str(v.default) for v in settings.VARIABLES}))
         self._cli(env, "variables", "import", "--action-on-existing-key", "skip", str(defaults))
 
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def _start(self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         log_dir = self.home / "stack"
         log_dir.mkdir(parents=True, exist_ok=True)
         log = (log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
         )
 
     def start(self) -> None:
@@ -131,6 +192,8 @@ class LocalStack:
         env = self.env()
         self.write_cli_env(env)
         self.prepare(env)
+        if self.workers:
+            self._start_workers(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
         server = [
             sys.executable,
@@ -200,6 +263,9 @@ class LocalStack:
         self.stop()
 
 
+_CACHES = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
 def _group(process: psutil.Process) -> int | None:
     try:
         return os.getpgid(process.pid)
@@ -214,9 +280,12 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.local_stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="port of the Airflow UI and REST API")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="Celery workers with a Redis broker (0: LocalExecutor, no broker)"
+    )
     args = parser.parse_args(argv)
     trained = ensure_default()
-    stack = LocalStack(airflow_home(), port=args.port, engine_dir=Path(trained.path).parent)
+    stack = LocalStack(airflow_home(), port=args.port, engine_dir=Path(trained.path).parent, workers=args.workers)
     # Both stop the stack, also when started with SIGINT ignored (a background job of a
     # non-interactive shell, a test runner), which Python would otherwise leave ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):
