@@ -27,8 +27,13 @@ def common_env(compose: dict) -> dict:
     return compose["x-airflow-common"]["environment"]
 
 
-def test_local_executor_with_postgres_and_no_celery(compose):
-    services = set(compose["services"])
+def default_services(compose: dict) -> set[str]:
+    """What ``docker compose up`` starts: the services outside every profile."""
+    return {name for name, service in compose["services"].items() if not service.get("profiles")}
+
+
+def test_local_executor_with_postgres_and_no_celery_by_default(compose):
+    services = default_services(compose)
     assert {
         "postgres",
         "airflow-apiserver",
@@ -38,7 +43,7 @@ def test_local_executor_with_postgres_and_no_celery(compose):
     } <= services
     assert not services & {"redis", "airflow-worker", "flower"}
     env = common_env(compose)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     assert "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
 
@@ -100,3 +105,21 @@ def test_warehouse_connection_can_be_the_compose_postgres(compose, env_file):
     assert "tools.postgres_load" in postgres_branch
     assert 'connections add ihc_warehouse --conn-uri "$${IHC_WAREHOUSE_POSTGRES_URL}"' in postgres_branch
     assert "providers-postgres" in (ROOT / "requirements.txt").read_text()
+
+
+def test_workers_profile_adds_redis_and_celery_workers_only(compose):
+    workers = {name for name, service in compose["services"].items() if service.get("profiles")}
+    assert workers == {"redis", "airflow-worker"}
+    assert all(compose["services"][name]["profiles"] == ["workers"] for name in workers)
+    worker = compose["services"]["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    assert worker["deploy"]["replicas"] == "${WORKER_REPLICAS:-2}"
+    assert worker["depends_on"]["redis"] == {"condition": "service_healthy"}
+    env = common_env(compose)
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:airflow@postgres/")
+    assert env["ATTRIBUTION_WORK_DIR"] == "${ATTRIBUTION_WORK_DIR:-}", "run folders on s3:// for workers apart"
+    header = (ROOT / "docker-compose.yml").read_text().split("\n\n", 1)[0]
+    assert "AIRFLOW_EXECUTOR=CeleryExecutor docker compose --profile workers up" in header
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert "apache-airflow-providers-celery" in requirements and "apache-airflow-providers-amazon" in requirements
