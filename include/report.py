@@ -14,6 +14,13 @@ DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first 
 NO_CHANNEL = "(no channel)"
 
 
+# The attributions (a few rows per conversion) drive and look each session up by its key, the
+# date filtered after: the window's sessions, non-converting traffic included, are read once, by
+# the costs. SQLite keeps the left table of a CROSS JOIN outer (without it, it walks the date
+# index); PostgreSQL plans it as an inner join, by its statistics, which choose the same.
+ATTRIBUTED_SESSIONS = "attribution_customer_journey a CROSS JOIN session_sources s"
+
+
 # Cost and attribution are aggregated separately and joined per (channel, day): joining costs
 # to attributions row by row would count a session's cost once per journey it is part of.
 # Sessions without a channel keep their cost, under "(no channel)"; malformed dates have no day.
@@ -29,10 +36,9 @@ INSERT_REPORT_WINDOW = f"""
     attributed AS (
         SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
                s.event_date AS date, SUM(a.ihc) AS ihc, SUM(a.ihc * COALESCE(c.revenue, 0)) AS ihc_revenue
-        FROM session_sources s
-        JOIN attribution_customer_journey a ON a.session_id = s.session_id
+        FROM {ATTRIBUTED_SESSIONS}
         JOIN conversions c ON c.conv_id = a.conv_id
-        WHERE s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        WHERE s.session_id = a.session_id AND s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
         GROUP BY 1, 2)
     SELECT costs.channel_name, costs.date, costs.cost,
            COALESCE(attributed.ihc, 0), COALESCE(attributed.ihc_revenue, 0)
