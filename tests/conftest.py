@@ -109,7 +109,7 @@ def postgres_server_url() -> Iterator[str]:
         url = postgres_server.start(folder)
     except FileNotFoundError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.fail(str(exc))
+        pytest.fail(f"{exc} or set {postgres_server.URL_ENV}")
     yield url
     postgres_server.stop(folder)
 
