@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from include import schema, settings
+from include import settings
 from tools.local_airflow import airflow_env
 
 _ROOT = Path(tempfile.mkdtemp(prefix="ihc-tests-"))
@@ -36,7 +36,7 @@ sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
 from include import warehouse  # noqa: E402
 from tests import postgres_server  # noqa: E402
-from tools import engine_parameters, engine_training  # noqa: E402
+from tools import engine_parameters, engine_training, postgres_load  # noqa: E402
 from tools.engine_parameters import ParameterFile  # noqa: E402
 from tools.local_server import ServerConfig, ServerThread  # noqa: E402
 from tools.sample_data import SampleSpec, generate  # noqa: E402
@@ -150,7 +150,7 @@ def sample_postgres_template(postgres_admin: warehouse.Warehouse, postgres_serve
     postgres_admin.execute(f"CREATE DATABASE {name}")
     dest = warehouse.postgres_target(_database_url(postgres_server_url, name), name)
     with warehouse.connect_sqlite(sample_db_template) as source, dest.open() as target:
-        schema.copy_inputs(source, target)
+        postgres_load.copy_inputs(source, target)
     yield name
     postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
