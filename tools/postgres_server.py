@@ -40,7 +40,7 @@ def start(folder: Path, server_settings: dict[str, str] | None = None) -> str:
     """initdb a new cluster in ``folder`` and start it; returns its URL (trust auth, 127.0.0.1 only).
 
     ``server_settings`` are extra ``-c name=value`` options (the bench sizes memory with them)."""
-    data = folder / "data"
+    data = folder.resolve() / "data"  # pg_ctl runs the server from its data folder
     data.mkdir(parents=True)
     folder.chmod(0o755)
     if os.geteuid() == 0:
