@@ -27,7 +27,8 @@ ATTRIBUTED_SESSIONS = "attribution_customer_journey a CROSS JOIN session_sources
 # The window's sessions are summed by their raw channel and date first, so the trimming and the
 # date check run once per group, not once per session (tens of millions with background
 # traffic); MATERIALIZED keeps both databases from pushing the date check back down to the rows.
-REPORT_WINDOW = f"""
+INSERT_REPORT_WINDOW = f"""
+    INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
     WITH session_days AS MATERIALIZED (
         SELECT s.channel_name, s.event_date, SUM(COALESCE(k.cost, 0)) AS cost
         FROM session_sources s
@@ -58,8 +59,6 @@ REPORT_WINDOW_TOTALS = """
     SELECT COUNT(*), COALESCE(SUM(cost), 0), COALESCE(SUM(ihc), 0), COALESCE(SUM(ihc_revenue), 0)
     FROM channel_reporting WHERE date BETWEEN :first AND :last"""
 
-
-REPORT_COLUMNS = ("channel_name", "date", "cost", "ihc", "ihc_revenue")
 
 ALL_REPORT_ROWS = """
     SELECT channel_name, date, cost, ihc, ihc_revenue
@@ -98,15 +97,11 @@ def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[
 
 
 def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:
-    """Recompute channel_reporting for the window from the tables, in one transaction.
-
-    A SELECT computes the rows (one per channel and day) and they are written after it, not by
-    INSERT ... SELECT: PostgreSQL runs no part of a statement that writes in parallel, and
-    summing the window's sessions is nearly all of the step's time."""
+    """Recompute channel_reporting for the window from the tables, in one transaction."""
     params = {"first": first, "last": last}
     with db.transaction():
         db.execute(DELETE_REPORT_WINDOW, params)
-        db.insert_many("channel_reporting", REPORT_COLUMNS, db.execute(REPORT_WINDOW, params).fetchall())
+        db.execute(INSERT_REPORT_WINDOW, params)
         return ReportTotals(*db.execute(REPORT_WINDOW_TOTALS, params).fetchone())
 
 
