@@ -41,12 +41,16 @@ INSERT_REPORT_WINDOW = f"""
         FROM session_days s
         WHERE {{event_date_is_iso}}
         GROUP BY 1, 2),
-    attributed AS (
+    attributed_sessions AS MATERIALIZED (
         SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
-               s.event_date AS date, SUM(a.ihc) AS ihc, SUM(a.ihc * COALESCE(c.revenue, 0)) AS ihc_revenue
+               s.event_date AS date, a.ihc, a.ihc * COALESCE(c.revenue, 0) AS ihc_revenue
         FROM {ATTRIBUTED_SESSIONS}
         JOIN conversions c ON c.conv_id = a.conv_id
         WHERE s.session_id = a.session_id AND s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        ORDER BY s.event_date, s.session_id, a.conv_id),
+    attributed AS (
+        SELECT channel_name, date, SUM(ihc) AS ihc, SUM(ihc_revenue) AS ihc_revenue
+        FROM attributed_sessions
         GROUP BY 1, 2)
     SELECT costs.channel_name, costs.date, costs.cost,
            COALESCE(attributed.ihc, 0), COALESCE(attributed.ihc_revenue, 0)
