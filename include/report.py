@@ -27,6 +27,8 @@ ATTRIBUTED_SESSIONS = "attribution_customer_journey a CROSS JOIN session_sources
 # The window's sessions are summed by their raw channel and date first, so the trimming and the
 # date check run once per group, not once per session (tens of millions with background
 # traffic); MATERIALIZED keeps both databases from pushing the date check back down to the rows.
+# The attributed rows are summed in a fixed order: every run rewrites the attributions, so their
+# physical order and the plan over them may change, and a rerun must give the same sums, bit for bit.
 INSERT_REPORT_WINDOW = f"""
     INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
     WITH session_days AS MATERIALIZED (
