@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from include.report import NO_CHANNEL
+from include.report import ATTRIBUTED_SESSIONS, NO_CHANNEL
 from include.settings import DateRange
 from include.warehouse import Warehouse
 
@@ -63,11 +63,10 @@ def _credited(conversions: str) -> str:
     credited AS ({union})"""
 
 
-WITH_A_SESSION_IN_WINDOW = """
+WITH_A_SESSION_IN_WINDOW = f"""
     SELECT DISTINCT a.conv_id
-    FROM attribution_customer_journey a
-    JOIN session_sources s ON s.session_id = a.session_id
-    WHERE s.event_date BETWEEN :first AND :last"""
+    FROM {ATTRIBUTED_SESSIONS}
+    WHERE s.session_id = a.session_id AND s.event_date BETWEEN :first AND :last"""
 
 DATED_IN_RANGE = "SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end"
 

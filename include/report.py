@@ -14,25 +14,45 @@ DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first 
 NO_CHANNEL = "(no channel)"
 
 
+# The attributions (a few rows per conversion) drive and look each session up by its key, the
+# date filtered after: the window's sessions, non-converting traffic included, are read once, by
+# the costs. SQLite keeps the left table of a CROSS JOIN outer (without it, it walks the date
+# index); PostgreSQL plans it as an inner join, by its statistics, which choose the same.
+ATTRIBUTED_SESSIONS = "attribution_customer_journey a CROSS JOIN session_sources s"
+
+
 # Cost and attribution are aggregated separately and joined per (channel, day): joining costs
 # to attributions row by row would count a session's cost once per journey it is part of.
 # Sessions without a channel keep their cost, under "(no channel)"; malformed dates have no day.
+# The window's sessions are summed by their raw channel and date first, so the trimming and the
+# date check run once per group, not once per session (tens of millions with background
+# traffic); MATERIALIZED keeps both databases from pushing the date check back down to the rows.
+# The attributed rows are summed in a fixed order: every run rewrites the attributions, so their
+# physical order and the plan over them may change, and a rerun must give the same sums, bit for bit.
 INSERT_REPORT_WINDOW = f"""
     INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
-    WITH costs AS (
-        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
-               s.event_date AS date, SUM(COALESCE(k.cost, 0)) AS cost
+    WITH session_days AS MATERIALIZED (
+        SELECT s.channel_name, s.event_date, SUM(COALESCE(k.cost, 0)) AS cost
         FROM session_sources s
         LEFT JOIN session_costs k ON k.session_id = s.session_id
-        WHERE s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
-        GROUP BY 1, 2),
-    attributed AS (
+        WHERE s.event_date BETWEEN :first AND :last
+        GROUP BY s.channel_name, s.event_date),
+    costs AS (
         SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
-               s.event_date AS date, SUM(a.ihc) AS ihc, SUM(a.ihc * COALESCE(c.revenue, 0)) AS ihc_revenue
-        FROM session_sources s
-        JOIN attribution_customer_journey a ON a.session_id = s.session_id
+               s.event_date AS date, SUM(s.cost) AS cost
+        FROM session_days s
+        WHERE {{event_date_is_iso}}
+        GROUP BY 1, 2),
+    attributed_sessions AS MATERIALIZED (
+        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+               s.event_date AS date, a.ihc, a.ihc * COALESCE(c.revenue, 0) AS ihc_revenue
+        FROM {ATTRIBUTED_SESSIONS}
         JOIN conversions c ON c.conv_id = a.conv_id
-        WHERE s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        WHERE s.session_id = a.session_id AND s.event_date BETWEEN :first AND :last AND {{event_date_is_iso}}
+        ORDER BY s.event_date, s.session_id, a.conv_id),
+    attributed AS (
+        SELECT channel_name, date, SUM(ihc) AS ihc, SUM(ihc_revenue) AS ihc_revenue
+        FROM attributed_sessions
         GROUP BY 1, 2)
     SELECT costs.channel_name, costs.date, costs.cost,
            COALESCE(attributed.ihc, 0), COALESCE(attributed.ihc_revenue, 0)

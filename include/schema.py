@@ -86,17 +86,3 @@ def create_input_tables(db: Warehouse) -> None:
     with db.transaction():
         for statement in INPUT_DDL:
             db.execute(statement)
-
-
-def copy_inputs(source: Warehouse, dest: Warehouse) -> dict[str, int]:
-    """Copy the input tables into another warehouse (e.g. the sample into PostgreSQL), replacing
-    its input rows in one transaction."""
-    create_input_tables(dest)
-    counts = {}
-    with dest.transaction():
-        for table, columns in INPUT_COLUMNS.items():
-            dest.execute(f"DELETE FROM {table}")
-            rows = source.stream(f"SELECT {', '.join(columns)} FROM {table}", {})
-            dest.insert_many(table, columns, rows)
-            counts[table] = dest.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-    return counts

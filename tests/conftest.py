@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from include import schema, settings
+from include import settings
 from tools.local_airflow import airflow_env
 
 _ROOT = Path(tempfile.mkdtemp(prefix="ihc-tests-"))
@@ -35,11 +35,13 @@ os.environ.update(
 sys.path.insert(0, str(settings.PROJECT_ROOT / "dags"))
 
 from include import warehouse  # noqa: E402
-from tests import postgres_server  # noqa: E402
-from tools import engine_parameters, engine_training  # noqa: E402
+from tools import engine_parameters, engine_training, postgres_load, postgres_server  # noqa: E402
 from tools.engine_parameters import ParameterFile  # noqa: E402
 from tools.local_server import ServerConfig, ServerThread  # noqa: E402
 from tools.sample_data import SampleSpec, generate  # noqa: E402
+
+# The PostgreSQL server CI started (python3 -m tools.postgres_server start DIR), if any.
+POSTGRES_URL_ENV = "ATTRIBUTION_TEST_POSTGRES_URL"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,7 +102,7 @@ def local_server(server_config: ServerConfig):
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """The PostgreSQL server CI started, or a throw-away one on 127.0.0.1 for this session."""
-    url = os.environ.get(postgres_server.URL_ENV)
+    url = os.environ.get(POSTGRES_URL_ENV)
     if url:
         yield url
         return
@@ -109,7 +111,7 @@ def postgres_server_url() -> Iterator[str]:
         url = postgres_server.start(folder)
     except FileNotFoundError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.fail(str(exc))
+        pytest.fail(f"{exc} or set {POSTGRES_URL_ENV}")
     yield url
     postgres_server.stop(folder)
 
@@ -150,7 +152,7 @@ def sample_postgres_template(postgres_admin: warehouse.Warehouse, postgres_serve
     postgres_admin.execute(f"CREATE DATABASE {name}")
     dest = warehouse.postgres_target(_database_url(postgres_server_url, name), name)
     with warehouse.connect_sqlite(sample_db_template) as source, dest.open() as target:
-        schema.copy_inputs(source, target)
+        postgres_load.copy_inputs(source, target)
     yield name
     postgres_admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 

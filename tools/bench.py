@@ -4,9 +4,12 @@ Datasets: (a) the 1x sample; (b) the same conversions with 100x non-converting b
 sessions (~45 M rows); (c) everything 10x. Each stage runs in its own process, so its wall time
 and peak RSS are its own; the local IHC engine is trained on each dataset (a stage of its own),
 and the API phase talks to the local server, serving those parameters at a fixed latency, which
-reports the engine's CPU time. Writes ``bench/results.md`` with the machine it ran on.
+reports the engine's CPU time. Every dataset runs on each database: its SQLite file, and a copy
+loaded into PostgreSQL (a server the bench starts in ``--work`` and removes afterwards, unless
+``--postgres-url`` names one). After the report stage, the floor stage times what the report
+cannot beat (:data:`FLOOR_QUERY`). Writes ``bench/results.md`` with the machine it ran on.
 
-``python -m tools.bench [--datasets 1x,100x-background,10x] [--work bench/data]``
+``python -m tools.bench [--datasets 1x,100x-background,10x] [--databases sqlite,postgres] [--work bench/data]``
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import platform
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +35,7 @@ from pathlib import Path
 from include import pipeline, run_config, settings, warehouse
 from include.chunks import read_chunk
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
-from tools import engine_parameters, engine_training
+from tools import engine_parameters, engine_training, postgres_server
 from tools.demo import free_port, wait_for_port
 from tools.local_airflow import airflow_env, connection_env, local_api_connection
 from tools.sample_data import SampleSpec
@@ -46,6 +52,18 @@ DATASETS = {
     "100x-background": SampleSpec(seed=42, background_factor=100),
     "10x": SampleSpec(seed=42, scale=10),
 }
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# The bench's own PostgreSQL server: memory for joining tens of millions of sessions to their
+# costs and for the index builds; wal_level minimal lets the load's COPY after a TRUNCATE skip
+# the WAL. (tools.postgres_server starts every server with fsync off.)
+POSTGRES_SETTINGS = {
+    "shared_buffers": "2GB",
+    "work_mem": "256MB",
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "8GB",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+}
 
 
 @dataclass
@@ -56,7 +74,7 @@ class Measure:
     detail: dict
 
 
-def run_stage(stage: str, db: Path, run_dir: Path, **extra: str) -> Measure:
+def run_stage(stage: str, db: Path | str, run_dir: Path, **extra: str) -> Measure:
     """One stage in a fresh process; its wall time and peak RSS (VmHWM) are the stage's own."""
     args = [sys.executable, "-m", "tools.bench", "stage", stage, "--db", str(db), "--run-dir", str(run_dir)]
     for key, value in extra.items():
@@ -70,6 +88,22 @@ def run_stage(stage: str, db: Path, run_dir: Path, **extra: str) -> Measure:
         raise RuntimeError(f"stage {stage} failed on {db}")
     detail = json.loads(out or b"{}")
     return Measure(stage, seconds, detail.pop("peak_rss_mb"), detail)
+
+
+# What the report cannot beat: the window's sessions read once, their costs summed by channel
+# and day, nothing written. Compared with the report step in the same bench run.
+FLOOR_QUERY = """
+    SELECT s.channel_name, s.event_date, SUM(k.cost)
+    FROM session_sources s
+    LEFT JOIN session_costs k ON k.session_id = s.session_id
+    WHERE s.event_date BETWEEN :first AND :last
+    GROUP BY s.channel_name, s.event_date"""
+
+
+def floor(target: warehouse.WarehouseTarget, first: str, last: str) -> int:
+    """The floor query over the report's window, opened and read as report_step does; its row count."""
+    with target.open() as db:
+        return len(db.execute(FLOOR_QUERY, {"first": first, "last": last}).fetchall())
 
 
 def peak_rss_mb() -> float:
@@ -95,14 +129,14 @@ def stage_main(argv: list[str]) -> None:
     """Inside a stage process: do the stage, print its numbers as JSON."""
     parser = argparse.ArgumentParser()
     parser.add_argument("stage")
-    parser.add_argument("--db", type=Path)
+    parser.add_argument("--db", help="a SQLite path or a postgresql:// URL")
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--url")
     parser.add_argument("--engine-dir", type=Path)
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     state = run_dir / "bench-state.json"
-    db = warehouse.sqlite_target(args.db)
+    db = engine_training.warehouse_target(args.db)
     if args.stage == "init_db":
         pipeline.prepare(db, WINDOW)
         detail: dict = {}
@@ -144,9 +178,15 @@ def stage_main(argv: list[str]) -> None:
         state.write_text(json.dumps({**saved, "written": written}))
     elif args.stage == "report":
         saved = json.loads(state.read_text())
+        started = time.perf_counter()
         report = pipeline.report_step(db, WINDOW, saved["written"])
-        detail = {"report_rows": report["rows"]}
+        detail = {"report_rows": report["rows"], "report_s": time.perf_counter() - started}
         state.write_text(json.dumps({**saved, "report": report}))
+    elif args.stage == "floor":
+        saved = json.loads(state.read_text())
+        started = time.perf_counter()
+        rows = floor(db, saved["report"]["first"], saved["report"]["last"])
+        detail = {"floor_rows": rows, "floor_s": time.perf_counter() - started}
     elif args.stage == "export":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
@@ -246,25 +286,86 @@ def start_server(engine_dir: Path) -> tuple[subprocess.Popen, str]:
 
 def report(name: str, measure: Measure) -> Measure:
     print(
-        f"  {name:<16} {measure.stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",
+        f"  {name:<26} {measure.stage:<10} {measure.seconds:8.2f} s {measure.peak_rss_mb:7.0f} MB {measure.detail}",
         flush=True,
     )
     return measure
 
 
-def bench_dataset(name: str, spec: SampleSpec, root: Path, with_dag: bool) -> list[Measure]:
-    work = root / name
-    db = work / "challenge.db"
-    measures = [] if db.exists() else [generate(spec, db)]
-    with sqlite3.connect(db) as conn:  # init_db then pays its first-run cost (the indexes) every time
+def bench_dataset(
+    name: str, spec: SampleSpec, root: Path, with_dag: bool, databases: list[str], postgres_url: str | None = None
+) -> dict[str, list[Measure]]:
+    """The dataset's measures on each database; generating the SQLite file counts to the first.
+
+    ``postgres_url``: the server to load the PostgreSQL copy into (needed for "postgres")."""
+    source = root / name / "challenge.db"
+    prepared = [] if source.exists() else [generate(spec, source)]
+    runs: dict[str, list[Measure]] = {}
+    for database in databases:
+        label = f"{name} {database}"
+        if database == "sqlite":
+            drop_outputs(source)
+            runs[database] = prepared + bench_warehouse(label, source, root / name, "", with_dag)
+        else:
+            with postgres_copy(source, postgres_url, name) as (url, load):
+                loaded = [report(label, load)]
+                runs[database] = prepared + loaded + bench_warehouse(label, url, root / name, "-postgres", False)
+        prepared = []
+    return runs
+
+
+def drop_outputs(db: Path) -> None:
+    """init_db then pays its first-run cost (the indexes) every time, as on a new PostgreSQL copy."""
+    with sqlite3.connect(db) as conn:
         for table in ("attribution_customer_journey", "channel_reporting"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'").fetchall()
         for (index,) in indexes:
             conn.execute(f"DROP INDEX {index}")
-    run_dir = work / "run"
+
+
+@contextmanager
+def postgres_copy(source: Path, server_url: str, name: str) -> Iterator[tuple[str, Measure]]:
+    """The dataset's input tables loaded (timed, by tools.postgres_load) into a new database on
+    the server, dropped afterwards; yields its URL and the load's measure."""
+    database = "bench_" + name.replace("-", "_")
+    url = server_url.rsplit("/", 1)[0] + "/" + database
+    drop = f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    with warehouse.postgres_target(server_url, "bench admin").open() as admin:
+        admin.execute(drop)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "tools.postgres_load", "--sqlite", str(source), "--url", url]
+    subprocess.run(command, check=True, cwd=settings.PROJECT_ROOT, stdout=subprocess.DEVNULL)
+    load = Measure("load (not a pipeline stage)", time.perf_counter() - started, 0, {})
+    try:
+        yield url, load
+    finally:
+        with warehouse.postgres_target(server_url, "bench admin").open() as admin:
+            admin.execute(drop)
+
+
+@contextmanager
+def bench_postgres(url: str | None, work: Path) -> Iterator[str]:
+    """The server ``url`` names, or the bench's own on 127.0.0.1 in a folder under ``work``,
+    stopped and removed afterwards."""
+    if url:
+        yield url
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="postgres-", dir=work))
+    try:
+        yield postgres_server.start(folder, POSTGRES_SETTINGS)
+    finally:
+        postgres_server.stop(folder)
+
+
+def bench_warehouse(name: str, db: Path | str, work: Path, suffix: str, with_dag: bool) -> list[Measure]:
+    """Every stage on one warehouse (a SQLite path or a PostgreSQL URL), with its own run and
+    engine folders in ``work``."""
+    measures: list[Measure] = []
+    run_dir = work / f"run{suffix}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    engine_dir = work / "engine"
+    engine_dir = work / f"engine{suffix}"
     for stage in ("init_db", "journeys", "train"):
         measures.append(report(name, run_stage(stage, db, run_dir, engine_dir=str(engine_dir))))
     server, url = start_server(engine_dir)
@@ -273,7 +374,7 @@ def bench_dataset(name: str, spec: SampleSpec, root: Path, with_dag: bool) -> li
         counters = server_counters(url)
         api.detail["engine_cpu_ms_per_request"] = 1000 * counters["engine_cpu_seconds"] / api.detail["requests"]
         measures.append(report(name, api))
-        for stage in ("write", "report", "export"):
+        for stage in ("write", "report", "floor", "export"):
             measures.append(report(name, run_stage(stage, db, run_dir)))
         if with_dag:
             measures.append(dag_run(db, work, url))
@@ -310,7 +411,8 @@ def sessions_in(db: Path) -> tuple[int, int]:
         )
 
 
-def write_results(results: dict[str, list[Measure]], root: Path, out: Path) -> None:
+def write_results(results: dict[str, dict[str, list[Measure]]], root: Path, out: Path) -> None:
+    """results: by dataset, then by database, the measures in the order taken."""
     lines = [
         "# Benchmark",
         "",
@@ -318,20 +420,50 @@ def write_results(results: dict[str, list[Measure]], root: Path, out: Path) -> N
         f"API phase: local server at {LATENCY_MS} ms latency, {CONCURRENCY} concurrent requests per chunk, "
         f"chunks of {CHUNK_SIZE} journeys attributed one after another; efficiency = ideal time "
         "(requests / concurrency × latency) / measured time. Each stage is its own process (wall time includes "
-        "its start, ~0.2 s); peak RSS is that process's VmHWM.",
+        "its start, ~0.2 s); peak RSS is that process's VmHWM. PostgreSQL: a copy of each dataset loaded with "
+        "COPY into a local server (" + ", ".join(f"{k}={v}" for k, v in POSTGRES_SETTINGS.items()) + ", fsync off), "
+        "every stage run against it.",
         "",
+        *floor_table(results),
     ]
-    for name, measures in results.items():
+    for name, runs in results.items():
         sessions, conversions = sessions_in(root / name / "challenge.db")
         lines += [f"## {name}: {sessions:,} sessions, {conversions:,} conversions", ""]
-        lines += ["| stage | wall time | peak RSS | detail |", "|---|---:|---:|---|"]
-        for m in measures:
-            detail = ", ".join(f"{k} {v:,.3f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in m.detail.items())
-            rss = f"{m.peak_rss_mb:,.0f} MB" if m.peak_rss_mb else ""
-            lines.append(f"| {m.stage} | {m.seconds:,.2f} s | {rss} | {detail} |")
-        lines.append("")
+        for database, measures in runs.items():
+            lines += [f"### {DATABASES[database]}", ""]
+            lines += ["| stage | wall time | peak RSS | detail |", "|---|---:|---:|---|"]
+            for m in measures:
+                detail = ", ".join(
+                    f"{k} {v:,.3f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in m.detail.items()
+                )
+                rss = f"{m.peak_rss_mb:,.0f} MB" if m.peak_rss_mb else ""
+                lines.append(f"| {m.stage} | {m.seconds:,.2f} s | {rss} | {detail} |")
+            lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
+
+
+def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
+    """The report step against its floor, per dataset and database: both timed inside their
+    stage processes around the work (the warehouse connection included, the process start not)."""
+    lines = [
+        "## The report step against its floor",
+        "",
+        "Floor: the window's cost summed by channel and day, nothing written (`FLOOR_QUERY` in "
+        "`tools/bench.py`). Both timed inside their stage processes around the work, opening the warehouse "
+        "included, process start not.",
+        "",
+        "| dataset | database | report | floor | report / floor |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        for database, measures in runs.items():
+            by_stage = {m.stage: m.detail for m in measures}
+            report_s, floor_s = by_stage["report"]["report_s"], by_stage["floor"]["floor_s"]
+            lines.append(
+                f"| {name} | {DATABASES[database]} | {report_s:,.2f} s | {floor_s:,.2f} s | {report_s / floor_s:.2f} |"
+            )
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,14 +473,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--databases", default=",".join(DATABASES), help="sqlite, postgres or both")
+    parser.add_argument(
+        "--postgres-url", help="a PostgreSQL server to load the datasets into (default: the bench starts its own)"
+    )
     parser.add_argument("--work", type=Path, default=settings.PROJECT_ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=settings.PROJECT_ROOT / "bench" / "results.md")
     args = parser.parse_args(argv)
-    results: dict[str, list[Measure]] = {}
-    for name in args.datasets.split(","):
-        print(f"dataset {name}", flush=True)
-        results[name] = bench_dataset(name, DATASETS[name], args.work, with_dag=name == "1x")
-        write_results(results, args.work, args.out)
+    work: Path = args.work.resolve()  # Airflow's SQLite URL and the server's folder need it absolute
+    databases = args.databases.split(",")
+    unknown = set(databases) - set(DATABASES)
+    if unknown:
+        parser.error(f"unknown databases {sorted(unknown)}: choose from {', '.join(DATABASES)}")
+    results: dict[str, dict[str, list[Measure]]] = {}
+    server = bench_postgres(args.postgres_url, work) if "postgres" in databases else nullcontext(None)
+    with server as postgres_url:
+        for name in args.datasets.split(","):
+            print(f"dataset {name}", flush=True)
+            results[name] = bench_dataset(name, DATASETS[name], work, name == "1x", databases, postgres_url)
+            write_results(results, work, args.out)
     print(f"wrote {args.out}")
     return 0
 

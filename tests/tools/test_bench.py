@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from include import warehouse
 from include.chunks import write_chunks
 from include.ihc_client import RequestLimits, journey_rows, pack_requests
 from include.journeys import Journey
@@ -11,21 +17,15 @@ from include.records import Session
 from tools import bench
 from tools.sample_data import SampleSpec
 
+TINY = SampleSpec(seed=7, scale=0.02)
+STAGES = ["init_db", "journeys", "train", "api", "write", "report", "floor", "export"]
+
 
 def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
-    measures = bench.bench_dataset("tiny", SampleSpec(seed=7, scale=0.02), tmp_path, with_dag=False)
+    measures = bench.bench_dataset("tiny", TINY, tmp_path, False, ["sqlite"])["sqlite"]
 
     stages = [m.stage for m in measures]
-    assert stages == [
-        "generate (not a pipeline stage)",
-        "init_db",
-        "journeys",
-        "train",
-        "api",
-        "write",
-        "report",
-        "export",
-    ]
+    assert stages == ["generate (not a pipeline stage)", *STAGES]
     by_stage = {m.stage: m for m in measures}
     assert by_stage["journeys"].detail["journeys"] > 0
     assert by_stage["train"].detail["journeys"] == by_stage["journeys"].detail["journeys"]
@@ -36,12 +36,51 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     assert by_stage["api"].detail["efficiency"] > 0
     at_200 = by_stage["api"].detail["requests_at_200_sessions"]
     assert at_200 == by_stage["api"].detail["whole_range_packing_at_200"] > 0
+    assert 0 < by_stage["report"].detail["report_s"] < by_stage["report"].seconds
+    assert 0 < by_stage["floor"].detail["floor_s"] < by_stage["floor"].seconds
+    assert by_stage["floor"].detail["floor_rows"] > 0
     assert all(0 < m.peak_rss_mb < 1000 for m in measures[1:])
 
     out = tmp_path / "results.md"
-    bench.write_results({"tiny": measures}, tmp_path, out)
+    bench.write_results({"tiny": {"sqlite": measures}}, tmp_path, out)
     text = out.read_text()
-    assert "## tiny: " in text and "| journeys |" in text and "cores" in text
+    assert "## tiny: " in text and "### SQLite" in text and "| journeys |" in text and "cores" in text
+    assert "| tiny | SQLite |" in text and "| report / floor |" in text
+
+
+def test_bench_runs_every_stage_on_a_postgresql_copy_and_drops_it(tmp_path: Path, postgres_server_url: str):
+    runs = bench.bench_dataset("tiny", TINY, tmp_path, False, ["sqlite", "postgres"], postgres_server_url)
+
+    assert [m.stage for m in runs["postgres"]] == ["load (not a pipeline stage)", *STAGES]
+    sqlite, postgres = ({m.stage: m.detail for m in runs[db]} for db in ("sqlite", "postgres"))
+    assert postgres["report"]["report_rows"] == sqlite["report"]["report_rows"] > 0
+    assert postgres["floor"]["floor_rows"] == sqlite["floor"]["floor_rows"]
+    assert postgres["write"]["rows"] == sqlite["write"]["rows"]
+    with warehouse.postgres_target(postgres_server_url, "check").open() as admin:
+        assert admin.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_tiny'").fetchone() is None
+
+    out = tmp_path / "results.md"
+    bench.write_results({"tiny": runs}, tmp_path, out)
+    assert "| tiny | PostgreSQL |" in out.read_text()
+
+
+@pytest.fixture
+def open_work_folder() -> Iterator[Path]:
+    """A work folder the server's own user can reach (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="ihc-bench-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.mark.postgres
+def test_the_bench_server_runs_on_localhost_in_the_work_folder_and_is_removed(open_work_folder: Path):
+    with bench.bench_postgres(None, open_work_folder) as url:
+        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        with warehouse.postgres_target(url, "bench").open() as db:
+            assert db.execute("SHOW work_mem").fetchone()[0] == bench.POSTGRES_SETTINGS["work_mem"]
+        assert len(list(open_work_folder.glob("postgres-*"))) == 1
+    assert list(open_work_folder.glob("postgres-*")) == []
 
 
 def test_peak_rss_is_read_from_this_process():

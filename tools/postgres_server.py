@@ -1,7 +1,8 @@
 """A throw-away PostgreSQL server on 127.0.0.1, from the Debian packages' binaries.
 
 The tests start one per session unless ``ATTRIBUTION_TEST_POSTGRES_URL`` names a server (CI
-starts one with this module: ``python tests/postgres_server.py start|stop DIR``).
+starts one with this module: ``python3 -m tools.postgres_server start|stop DIR``); the bench
+starts one for its PostgreSQL runs. Standard library only: CI runs it before any virtualenv.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-URL_ENV = "ATTRIBUTION_TEST_POSTGRES_URL"
-INSTALL_HINT = "install the PostgreSQL server (apt-get install postgresql) or set " + URL_ENV
+INSTALL_HINT = "install the PostgreSQL server (apt-get install postgresql)"
 
 
 def binary(name: str) -> str:
@@ -36,9 +36,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(folder: Path) -> str:
-    """initdb a new cluster in ``folder`` and start it; returns its URL (trust auth, 127.0.0.1 only)."""
-    data = folder / "data"
+def start(folder: Path, server_settings: dict[str, str] | None = None) -> str:
+    """initdb a new cluster in ``folder`` and start it; returns its URL (trust auth, 127.0.0.1 only).
+
+    ``server_settings`` are extra ``-c name=value`` options (the bench sizes memory with them)."""
+    data = folder.resolve() / "data"  # pg_ctl runs the server from its data folder
     data.mkdir(parents=True)
     folder.chmod(0o755)
     if os.geteuid() == 0:
@@ -46,7 +48,9 @@ def start(folder: Path) -> str:
     quiet = {"check": True, "stdout": subprocess.DEVNULL}
     subprocess.run(_as_server_user([binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-N"]), **quiet)
     port = _free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {data} -F"
+    options = f"-h 127.0.0.1 -p {port} -k {data} -F" + "".join(
+        f" -c {name}={value}" for name, value in (server_settings or {}).items()
+    )
     pg_ctl = [binary("pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-o", options, "-w", "start"]
     subprocess.run(_as_server_user(pg_ctl), **quiet)
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
