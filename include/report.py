@@ -29,10 +29,11 @@ ATTRIBUTED_SESSIONS = "attribution_customer_journey a CROSS JOIN session_sources
 # traffic); MATERIALIZED keeps both databases from pushing the date check back down to the rows.
 # The attributed rows are summed in a fixed order: every run rewrites the attributions, so their
 # physical order and the plan over them may change, and a rerun must give the same sums, bit for bit.
-INSERT_REPORT_WINDOW = f"""
-    INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
+# A plain SELECT, its rows written after: PostgreSQL runs INSERT ... SELECT without parallel
+# workers, and reading the window's sessions is nearly all of the step's work.
+REPORT_WINDOW_QUERY = f"""
     WITH session_days AS MATERIALIZED (
-        SELECT s.channel_name, s.event_date, SUM(COALESCE(k.cost, 0)) AS cost
+        SELECT s.channel_name, s.event_date, {{cost_sum}} AS cost
         FROM session_sources s
         LEFT JOIN session_costs k ON k.session_id = s.session_id
         WHERE s.event_date BETWEEN :first AND :last
@@ -60,6 +61,8 @@ INSERT_REPORT_WINDOW = f"""
     LEFT JOIN attributed ON attributed.channel_name = costs.channel_name
                         AND attributed.date = costs.date"""
 
+
+REPORT_COLUMNS = ("channel_name", "date", "cost", "ihc", "ihc_revenue")
 
 REPORT_WINDOW_TOTALS = """
     SELECT COUNT(*), COALESCE(SUM(cost), 0), COALESCE(SUM(ihc), 0), COALESCE(SUM(ihc_revenue), 0)
@@ -106,8 +109,9 @@ def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:
     """Recompute channel_reporting for the window from the tables, in one transaction."""
     params = {"first": first, "last": last}
     with db.transaction():
+        rows = db.execute(REPORT_WINDOW_QUERY, params).fetchall()
         db.execute(DELETE_REPORT_WINDOW, params)
-        db.execute(INSERT_REPORT_WINDOW, params)
+        db.insert_many("channel_reporting", REPORT_COLUMNS, rows)
         return ReportTotals(*db.execute(REPORT_WINDOW_TOTALS, params).fetchone())
 
 

@@ -47,6 +47,9 @@ class Dialect:
     event_date_is_iso: str
     # The user's first conversion date minus the look-back, as YYYY-MM-DD text.
     lookback_start: str
+    # Σ of the session costs (k.cost) of a group, the same bits on every run: PostgreSQL reads a
+    # plain SELECT with parallel workers, whose partial float sums would add up in varying order.
+    cost_sum: str
     # The statements that open a write transaction holding the warehouse's single write lock.
     begin_write: tuple[str, ...]
     # A read transaction in which several queries see one state of the tables.
@@ -66,6 +69,7 @@ class Dialect:
             "conv_date_is_a_day": self.conv_date_is_a_day,
             "event_date_is_iso": self.event_date_is_iso,
             "lookback_start": self.lookback_start,
+            "cost_sum": self.cost_sum,
         }
 
 
@@ -83,6 +87,7 @@ SQLITE = Dialect(
     conv_date_is_a_day=f"conv_date {_ISO_GLOB}",
     event_date_is_iso=f"s.event_date {_ISO_GLOB}",
     lookback_start="date(u.first_date, printf('-%d days', :lookback_days))",
+    cost_sum="SUM(COALESCE(k.cost, 0))",
     begin_write=("BEGIN IMMEDIATE",),
     begin_read="BEGIN",
     table_columns="SELECT name FROM pragma_table_info(:table)",
@@ -100,6 +105,7 @@ POSTGRES = Dialect(
         FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS day)""",
     event_date_is_iso=f"s.event_date {_ISO_REGEX}",
     lookback_start="to_char(CAST(u.first_date AS date) - CAST(:lookback_days AS integer), 'YYYY-MM-DD')",
+    cost_sum="CAST(SUM(CAST(COALESCE(k.cost, 0) AS NUMERIC)) AS DOUBLE PRECISION)",
     begin_write=("BEGIN", f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK_KEY})"),
     begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     table_columns="""SELECT column_name FROM information_schema.columns
