@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from include import pipeline, run_config, settings, warehouse
 from include.chunks import read_chunk
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from tools import engine_parameters, engine_training, postgres_server
 from tools.demo import free_port, wait_for_port
@@ -125,6 +127,18 @@ def requests_at(max_sessions: int, max_journeys: int, chunk_files: list[Path]) -
     return chunked, whole
 
 
+def free_account_chunks(run_dir: Path, extracted: dict) -> list[Path]:
+    """The run's chunk files as the DAG forms them with ihc_max_sessions_per_request = 200 and the
+    default ihc_chunk_size, from the same extract files, in a folder of their own."""
+    folder = run_dir / "free-account"
+    shutil.rmtree(folder, ignore_errors=True)
+    for name in (CONVERSIONS_FILE, SESSIONS_FILE):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).symlink_to((run_dir / name).absolute())
+    chunks, _ = pipeline.journeys_step(WINDOW, extracted, folder, settings.CHUNK_SIZE.default, FREE_ACCOUNT_SESSIONS)
+    return [folder / c["file"] for c in chunks]
+
+
 def stage_main(argv: list[str]) -> None:
     """Inside a stage process: do the stage, print its numbers as JSON."""
     parser = argparse.ArgumentParser()
@@ -164,9 +178,10 @@ def stage_main(argv: list[str]) -> None:
         ideal = sum(math.ceil(r["requests"] / CONCURRENCY) for r in results) * LATENCY_MS / 1000
         state.write_text(json.dumps({**saved, "results": results}))
         detail = {"requests": sum(r["requests"] for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
-        files = [run_dir / c["file"] for c in saved["chunks"]]
+        files = free_account_chunks(run_dir, saved["extracted"])
         chunked, whole = requests_at(FREE_ACCOUNT_SESSIONS, client.max_journeys_per_request, files)
         detail |= {
+            f"chunks_at_{FREE_ACCOUNT_SESSIONS}_sessions": len(files),
             f"requests_at_{FREE_ACCOUNT_SESSIONS}_sessions": chunked,
             f"whole_range_packing_at_{FREE_ACCOUNT_SESSIONS}": whole,
         }

@@ -36,6 +36,7 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     assert by_stage["api"].detail["efficiency"] > 0
     at_200 = by_stage["api"].detail["requests_at_200_sessions"]
     assert at_200 == by_stage["api"].detail["whole_range_packing_at_200"] > 0
+    assert by_stage["api"].detail["chunks_at_200_sessions"] >= 1
     assert 0 < by_stage["report"].detail["report_s"] < by_stage["report"].seconds
     assert 0 < by_stage["floor"].detail["floor_s"] < by_stage["floor"].seconds
     assert by_stage["floor"].detail["floor_rows"] > 0
