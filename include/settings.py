@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -198,18 +199,18 @@ def default_end_date() -> str:
     return os.environ.get("ATTRIBUTION_END_DATE") or SAMPLE_END_DATE
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("ATTRIBUTION_DATA_DIR") or PROJECT_ROOT / "data")
+def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("ATTRIBUTION_DATA_DIR") or PROJECT_ROOT / "data")
 
 
 def default_warehouse_path() -> Path:
     return data_dir() / "challenge.db"
 
 
-def work_base() -> str:
+def work_base(environ: Mapping[str, str] = os.environ) -> str:
     """Root of the run folders (extract, chunk and result files): a local folder, or an object
     storage URL such as s3://bucket/prefix that every worker reaches."""
-    return os.environ.get("ATTRIBUTION_WORK_DIR") or str(data_dir() / "runs")
+    return environ.get("ATTRIBUTION_WORK_DIR") or str(data_dir(environ) / "runs")
 
 
 def work_conn_id() -> str | None:
@@ -217,8 +218,8 @@ def work_conn_id() -> str | None:
     return os.environ.get("ATTRIBUTION_WORK_CONN_ID") or None
 
 
-def output_dir() -> Path:
-    return Path(os.environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir() / "output")
+def output_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir(environ) / "output")
 
 
 def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:

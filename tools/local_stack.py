@@ -118,7 +118,9 @@ class LocalStack:
 
     def worker_env(self, env: dict[str, str], number: int) -> dict[str, str]:
         """A worker's own AIRFLOW_HOME, logs, data folder and copy of the code: all it shares
-        with the others is what the settings name (warehouse, work folder, API, broker)."""
+        with the others is what the settings name (warehouse, API, broker), the run folders and
+        the latest outputs, which stay the stack's (where the report page reads them) unless
+        ATTRIBUTION_WORK_DIR and ATTRIBUTION_OUTPUT_DIR name others."""
         home = self.worker_home(number)
         code = home / "code"
         if not code.exists():
@@ -132,6 +134,8 @@ class LocalStack:
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.worker_hostname",
             "PYTHONPATH": os.pathsep.join([str(code), str(code / "dags")]),
             "ATTRIBUTION_DATA_DIR": str(home / "data"),
+            "ATTRIBUTION_WORK_DIR": settings.work_base(env),
+            "ATTRIBUTION_OUTPUT_DIR": str(settings.output_dir(env)),
             "ATTRIBUTION_WORKER_NAME": f"worker-{number}",
         }
 

@@ -141,6 +141,8 @@ def test_chunks_run_on_both_workers_through_s3_and_the_tables_equal_a_single_wor
     result_files = {k for k in keys if "/results/" in k}
     assert len(chunk_files) == len(result_files) == len(chunks)
     assert any(k.endswith("/summary.json") for k in keys)
+    latest = Path(stack.extra_env["ATTRIBUTION_DATA_DIR"]) / "output" / "channel_reporting.csv"
+    assert latest.is_file(), "the latest CSV where the stack's report page reads it"
     for worker in WORKERS:
         assert not (stack.worker_home(int(worker.rsplit("-", 1)[1])) / "data" / "runs").exists(), (
             "no run file on a worker's disk"

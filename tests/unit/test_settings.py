@@ -179,3 +179,12 @@ def test_retry_delay_from_the_environment(monkeypatch):
     monkeypatch.setenv("ATTRIBUTION_RETRY_DELAY_SECONDS", "soon")
     with pytest.raises(SettingError, match="ATTRIBUTION_RETRY_DELAY_SECONDS"):
         settings.retry_delay_seconds()
+
+
+def test_directories_of_another_environment(monkeypatch, tmp_path):
+    """What a process started with that environment (a Celery worker of the local stack) gets."""
+    monkeypatch.setenv("ATTRIBUTION_WORK_DIR", str(tmp_path / "mine"))
+    other = {"ATTRIBUTION_DATA_DIR": str(tmp_path / "d")}
+    assert settings.work_base(other) == str(tmp_path / "d" / "runs")
+    assert settings.output_dir(other) == tmp_path / "d" / "output"
+    assert settings.work_base({**other, "ATTRIBUTION_WORK_DIR": "s3://b/runs"}) == "s3://b/runs"
