@@ -14,10 +14,10 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
 
-def migrate_metadata_db() -> None:
-    """Create the metadata DB and the API pool in the tests' AIRFLOW_HOME."""
+def migrate_metadata_db(env: dict[str, str] | None = None) -> None:
+    """Create the metadata DB and the API pool in the tests' AIRFLOW_HOME, or in that of ``env``."""
     for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC API"]):
-        done = subprocess.run([AIRFLOW, *args], capture_output=True, text=True)
+        done = subprocess.run([AIRFLOW, *args], capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
 
 

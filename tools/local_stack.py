@@ -123,10 +123,10 @@ class LocalStack:
         ATTRIBUTION_WORK_DIR and ATTRIBUTION_OUTPUT_DIR name others."""
         home = self.worker_home(number)
         code = home / "code"
-        if not code.exists():
-            shutil.copytree(env["AIRFLOW__CORE__DAGS_FOLDER"], code / "dags", ignore=_CACHES)
-            for folder in CODE_FOLDERS:
-                shutil.copytree(settings.PROJECT_ROOT / folder, code / folder, ignore=_CACHES)
+        shutil.rmtree(code, ignore_errors=True)  # afresh at each start: the checkout's code, not a stale copy
+        shutil.copytree(env["AIRFLOW__CORE__DAGS_FOLDER"], code / "dags", ignore=_CACHES)
+        for folder in CODE_FOLDERS:
+            shutil.copytree(settings.PROJECT_ROOT / folder, code / folder, ignore=_CACHES)
         return env | {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(code / "dags"),

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from include import settings, warehouse
-from tests.airflow_helpers import AIRFLOW, DAG_ID
+from tests.airflow_helpers import AIRFLOW, DAG_ID, migrate_metadata_db
 from tests.airflow_rest import AirflowApi
 from tests.warehouse_rows import OUTPUT_TABLES
 from tools.demo import free_port
@@ -107,8 +107,7 @@ def single_worker_run(stack: LocalStack, warehouse_url: str, home: Path) -> None
     )
     for key in ("ATTRIBUTION_WORK_DIR", "ATTRIBUTION_WORK_CONN_ID", "ATTRIBUTION_AIRFLOW_DB"):
         env.pop(key, None)
-    for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC"]):
-        subprocess.run([AIRFLOW, *args], env=env, capture_output=True, check=True)
+    migrate_metadata_db(env)
     done = subprocess.run(
         [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps(RANGE)], env=env, capture_output=True, text=True
     )
