@@ -3,14 +3,14 @@ attribution_customer_journey replaced by the writer task in one checked transact
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import orjson
 
 from include.chunks import ChunkInfo
-from include.ihc_client import ChunkOutcome
-from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
+from include.ihc_client import Attribution, AttributionSink, ChunkOutcome
+from include.runfiles import StoragePath, atomic_writer, read_bytes
 from include.warehouse import NOT_UNIQUE, Warehouse, WarehouseError, error_meaning
 
 
@@ -38,16 +38,38 @@ def result_file(index: int) -> str:
     return f"results/chunk-{index:04d}.json"
 
 
-def write_result(run_dir: StoragePath, chunk: ChunkInfo, outcome: ChunkOutcome) -> ChunkResult:
-    """The chunk's attributions, one array of the Attribution fields in order per row.
+class _EncodedRows:
+    """A chunk's rows encoded as each answer is checked, so that after the last answer only the
+    file write is left, and a chunk's answers are held as compact bytes, not as objects."""
 
-    orjson writes each Attribution (a named tuple) through ``tuple``: no list per row first.
-    """
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.rows = 0
+
+    def add(self, batch: list[Attribution]) -> None:
+        if not batch:
+            return
+        # orjson writes each Attribution (a named tuple) through ``tuple``: no list per row first.
+        items = orjson.dumps(batch, default=tuple)[1:-1]
+        self.parts.append(b"," + items if self.parts else items)
+        self.rows += len(batch)
+
+
+def write_result(
+    run_dir: StoragePath, chunk: ChunkInfo, attribute: Callable[[AttributionSink], ChunkOutcome]
+) -> ChunkResult:
+    """The chunk's result file, one array of the Attribution fields in order per row, from the
+    rows ``attribute`` hands over. Written only once ``attribute`` returns, under a temporary name
+    (include.runfiles.atomic_writer): a chunk killed or failing mid-request leaves no file at all,
+    and a retried one replaces its last try's whole."""
     name = result_file(chunk.index)
-    data = orjson.dumps({"chunk": chunk.index, "rows": outcome.attributions}, default=tuple)
-    atomic_write_bytes(run_dir / name, data)
-    rows = len(outcome.attributions)
-    return ChunkResult(chunk.index, name, rows, outcome.requests, outcome.attempts, outcome.engine_parameters)
+    rows = _EncodedRows()
+    outcome = attribute(rows.add)
+    with atomic_writer(run_dir / name) as handle:
+        handle.write(b'{"chunk":%d,"rows":[' % chunk.index)
+        handle.writelines(rows.parts)
+        handle.write(b"]}")
+    return ChunkResult(chunk.index, name, rows.rows, outcome.requests, outcome.attempts, outcome.engine_parameters)
 
 
 def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) -> None:

@@ -7,6 +7,7 @@ request shape, so the API task decodes it a request at a time while the first re
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -16,7 +17,7 @@ import orjson
 
 from include.ihc_client import ApiJourney, RequestLimits, journey_rows
 from include.journeys import Journey
-from include.runfiles import StoragePath, atomic_writer, read_bytes
+from include.runfiles import StoragePath, atomic_writer, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +106,26 @@ def write_chunks(
 
 
 def read_chunk(path: StoragePath) -> Iterator[ApiJourney]:
-    """The chunk's journeys, each decoded when it is taken.
+    """The chunk's journeys, each read and decoded when it is taken: the first request goes out
+    after its own journeys are read, not the whole file, and no copy of the file is held.
 
-    The file is read at once: a missing or empty one fails here. A line that is not JSON or not
-    a non-empty list starting with a row object fails when it is reached, after the requests
+    A missing file, or one that is empty or starts blank, fails here. A line that is not JSON or
+    not a non-empty list starting with a row object fails when it is reached, after the requests
     before it went out (the file is written whole by write_chunks, so that means damage).
     """
+    lines = read_lines(path)
     try:
-        data = read_bytes(path)
+        first = next(lines, b"")
     except FileNotFoundError:
         raise FileNotFoundError(f"chunk file {path} is missing") from None
-    if not data or data.isspace():
-        raise ValueError(f"chunk file {path} is not a valid chunk: it is empty")
-    return _journeys(path, data)
+    if not first.strip():
+        why = "it starts with an empty line" if first else "it is empty"
+        raise ValueError(f"chunk file {path} is not a valid chunk: {why}")
+    return _journeys(path, itertools.chain([first], lines))
 
 
-def _journeys(path: StoragePath, data: bytes) -> Iterator[ApiJourney]:
-    for number, line in enumerate(data.splitlines(), start=1):
+def _journeys(path: StoragePath, lines: Iterable[bytes]) -> Iterator[ApiJourney]:
+    for number, line in enumerate(lines, start=1):
         try:
             journey = orjson.loads(line)
         except orjson.JSONDecodeError as exc:

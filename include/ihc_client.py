@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -179,11 +179,13 @@ class Attribution(NamedTuple):
     ihc: float
 
 
-@dataclass
+# Takes each request's checked attributions as they arrive (include.attributions encodes them
+# then), so little is left to do after the last answer.
+AttributionSink = Callable[[list[Attribution]], None]
+
+
+@dataclass(frozen=True)
 class ChunkOutcome:
-    # Kept out of repr: asyncio.run reprs its main task (and so this result) when it restores
-    # the SIGINT handler, which took 0.16 s for a 20,000-journey chunk.
-    attributions: list[Attribution] = field(repr=False)
     requests: int
     attempts: int
     engine_parameters: str | None = None
@@ -316,9 +318,10 @@ async def _yield_to_senders() -> None:
 class IhcClient:
     """One chunk's worth of requests over one aiohttp session."""
 
-    def __init__(self, target: ApiTarget, settings: ClientSettings) -> None:
+    def __init__(self, target: ApiTarget, settings: ClientSettings, sink: AttributionSink) -> None:
         self.target = target
         self.settings = settings
+        self.sink = sink
         self.attempts = 0
         self.deadline = 0.0
         self.engine_parameters: str | None = None
@@ -373,10 +376,9 @@ class IhcClient:
 
     async def _attribute_request(
         self, session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, journeys: list[ApiJourney]
-    ) -> list[Attribution]:
+    ) -> None:
         pending = {j[0]["conversion_id"]: j for j in journeys}
         where = f"request of {len(journeys)} journeys starting with conversion {journeys[0][0]['conversion_id']!r}"
-        kept: list[Attribution] = []
         attempt = 0
         while True:
             attempt += 1
@@ -398,9 +400,9 @@ class IhcClient:
                 log.warning("%s, attempt %d: %s; retrying in %.2f s", where, attempt, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            kept.extend(attributions)
+            self.sink(attributions)
             if not failed:
-                return kept
+                return
             pending = {conv_id: pending[conv_id] for conv_id in failed}
             failed_after = (
                 f"{where}: {len(pending)} journeys still failed after {attempt} attempts: {sorted(pending)[:5]}"
@@ -426,8 +428,8 @@ class IhcClient:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            tasks: list[asyncio.Task[list[Attribution]]] = []
-            failed: list[asyncio.Task[list[Attribution]]] = []
+            tasks: list[asyncio.Task[None]] = []
+            failed: list[asyncio.Task[None]] = []
             try:
                 for request in iter_requests(journeys, limits):
                     task = asyncio.ensure_future(self._attribute_request(session, semaphore, request))
@@ -436,9 +438,8 @@ class IhcClient:
                     await asyncio.sleep(0)  # the request starts now if a slot is free
                     if failed:  # a request failed for good: the rest are not packed and sent
                         await failed[0]
-                results = []
                 for done, task in enumerate(asyncio.as_completed(tasks), start=1):
-                    results.append(await task)
+                    await task
                     if done % max(1, len(tasks) // 10) == 0 or done == len(tasks):
                         log.info("%d/%d requests attributed", done, len(tasks))
             except BaseException:
@@ -446,13 +447,17 @@ class IhcClient:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
-        return ChunkOutcome([a for batch in results for a in batch], len(tasks), self.attempts, self.engine_parameters)
+        return ChunkOutcome(len(tasks), self.attempts, self.engine_parameters)
 
 
-def _keep_failed(failed: list[asyncio.Task[list[Attribution]]], task: asyncio.Task[list[Attribution]]) -> None:
+def _keep_failed(failed: list[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         failed.append(task)
 
 
-def attribute_journeys(journeys: Iterable[ApiJourney], target: ApiTarget, settings: ClientSettings) -> ChunkOutcome:
-    return asyncio.run(IhcClient(target, settings).attribute(journeys))
+def attribute_journeys(
+    journeys: Iterable[ApiJourney], target: ApiTarget, settings: ClientSettings, sink: AttributionSink
+) -> ChunkOutcome:
+    """Attribute the journeys, handing each request's checked attributions to ``sink``. A request
+    that fails for good raises, after ``sink`` may have taken the rows of others."""
+    return asyncio.run(IhcClient(target, settings, sink).attribute(journeys))

@@ -129,8 +129,8 @@ def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, setting
 def _attribute_chunk(info: ChunkInfo, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> ChunkResult:
     """Read, attribute and write one chunk. Its rows are freed when this returns, before the
     collector is back: its first pass then has only the survivors to scan."""
-    outcome = attribute_journeys(read_chunk(run_dir / info.file), target, settings)
-    return write_result(run_dir, info, outcome)
+    journeys = read_chunk(run_dir / info.file)
+    return write_result(run_dir, info, lambda sink: attribute_journeys(journeys, target, settings, sink))
 
 
 def write_step(

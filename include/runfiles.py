@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -123,6 +124,17 @@ def remove_folder(folder: StoragePath) -> None:
         folder.fs.rm(folder.path, recursive=True)  # type: ignore[attr-defined]
 
 
+def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
+    """A new hidden file beside the target, created with the umask's mode like any other file
+    (mkstemp's 0600 would leave outputs in a shared folder unreadable to the team)."""
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
     """A binary handle on a temporary file that becomes ``path`` when the block ends cleanly."""
@@ -130,7 +142,7 @@ def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
     folder = local.parent if local is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_file(folder or Path(tempfile.gettempdir()), path.name)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

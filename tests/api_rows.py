@@ -3,9 +3,11 @@ own wire format."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from include.ihc_client import ApiJourney, journey_rows
+from include.ihc_client import ApiJourney, ApiTarget, Attribution, ClientSettings, attribute_journeys, journey_rows
 from include.journeys import Journey
 from include.records import Session
 
@@ -32,3 +34,17 @@ def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00
             ),
         )
     )
+
+
+class Attributed(NamedTuple):
+    """A chunk's outcome with the rows the client handed over."""
+
+    attributions: list[Attribution]
+    requests: int
+    attempts: int
+
+
+def attribute_collecting(journeys: Iterable[ApiJourney], target: ApiTarget, settings: ClientSettings) -> Attributed:
+    rows: list[Attribution] = []
+    outcome = attribute_journeys(journeys, target, settings, rows.extend)
+    return Attributed(rows, outcome.requests, outcome.attempts)

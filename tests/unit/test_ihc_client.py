@@ -17,7 +17,6 @@ from include.ihc_client import (
     IhcClient,
     IhcRejectedError,
     _RetryableError,
-    attribute_journeys,
     backoff_delay,
     journey_rows,
     pack_requests,
@@ -28,7 +27,7 @@ from include.ihc_client import (
 from include.journeys import Journey
 from include.records import Session
 from include.settings import LOCAL_API_KEY, SettingError
-from tests.api_rows import journey
+from tests.api_rows import attribute_collecting, journey
 from tools.local_server import Fault, ServerConfig
 
 FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
@@ -60,7 +59,7 @@ def assert_complete(attributions: list, journeys: list[list[dict]]) -> None:
 
 def test_plain_success(local_server: str, server_config: ServerConfig) -> None:
     journeys = journeys_of(1, 3, 2, 5)
-    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    outcome = attribute_collecting(journeys, target(local_server), FAST)
     assert_complete(outcome.attributions, journeys)
     assert outcome.requests == 1
     assert outcome.attempts == 1
@@ -79,7 +78,7 @@ def test_requests_follow_pack_requests(local_server: str, server_config: ServerC
     journeys = journeys_of(1, 2, 4, 1, 1, 1, 6, 3, 2, 2, 1)
     expected = pack_requests(journeys, 3, 6)
     assert len(expected) > 3
-    outcome = attribute_journeys(journeys, target(local_server), settings)
+    outcome = attribute_collecting(journeys, target(local_server), settings)
     assert outcome.requests == len(expected)
     assert server_config.requests == len(expected)
     assert outcome.attempts == len(expected)
@@ -89,7 +88,7 @@ def test_requests_follow_pack_requests(local_server: str, server_config: ServerC
 def test_500_then_success_is_retried(local_server: str, server_config: ServerConfig) -> None:
     server_config.faults.append(Fault("500", times=1))
     journeys = journeys_of(2, 3)
-    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    outcome = attribute_collecting(journeys, target(local_server), FAST)
     assert_complete(outcome.attributions, journeys)
     assert server_config.requests == 2
     assert server_config.faults_fired == 1
@@ -100,7 +99,7 @@ def test_429_retry_after_is_honoured(local_server: str, server_config: ServerCon
     server_config.faults.append(Fault("429", retry_after=0.3))
     journeys = journeys_of(2)
     started = time.monotonic()
-    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    outcome = attribute_collecting(journeys, target(local_server), FAST)
     assert time.monotonic() - started >= 0.3
     assert_complete(outcome.attributions, journeys)
     assert server_config.requests == 2
@@ -110,7 +109,7 @@ def test_retry_after_above_the_allowed_wait_gives_up(local_server: str, server_c
     server_config.faults.append(Fault("429", retry_after=50))
     settings = ClientSettings(backoff_seconds=0.01, budget_seconds=5)
     with pytest.raises(IhcApiError, match="asks to wait 50 s"):
-        attribute_journeys(journeys_of(1), target(local_server), settings)
+        attribute_collecting(journeys_of(1), target(local_server), settings)
     assert server_config.requests == 1, "it gave up at once instead of waiting and asking again"
 
 
@@ -118,7 +117,7 @@ def test_slow_answer_times_out_and_is_retried(local_server: str, server_config: 
     server_config.faults.append(Fault("slow", delay_seconds=1.0))
     settings = ClientSettings(timeout_seconds=0.2, backoff_seconds=0.01, max_attempts=3)
     journeys = journeys_of(3, 1)
-    outcome = attribute_journeys(journeys, target(local_server), settings)
+    outcome = attribute_collecting(journeys, target(local_server), settings)
     assert_complete(outcome.attributions, journeys)
     # two attempts: the first timed out (a waited-for slow answer would have been complete)
     assert server_config.requests == 2
@@ -129,7 +128,7 @@ def test_partial_answer_retries_the_failed_journey_only(local_server: str, serve
     # the second fault fails every request that carries c1 again: only c2 may be resent
     server_config.faults.extend([Fault("partial", conversion_id="c2"), Fault("500", times=-1, conversion_id="c1")])
     journeys = journeys_of(2, 3, 1)
-    outcome = attribute_journeys(journeys, target(local_server), FAST)
+    outcome = attribute_collecting(journeys, target(local_server), FAST)
     assert_complete(outcome.attributions, journeys)
     assert server_config.requests == 2
     assert server_config.faults_fired == 1
@@ -138,7 +137,7 @@ def test_partial_answer_retries_the_failed_journey_only(local_server: str, serve
 def test_persistent_partial_failure_names_the_conversion(local_server: str, server_config: ServerConfig) -> None:
     server_config.faults.append(Fault("partial", times=-1, conversion_id="c2"))
     with pytest.raises(IhcApiError, match=r"1 journeys still failed after 3 attempts: \['c2'\]$") as caught:
-        attribute_journeys(journeys_of(2, 3, 1), target(local_server), FAST)
+        attribute_collecting(journeys_of(2, 3, 1), target(local_server), FAST)
     assert not isinstance(caught.value, IhcRejectedError)
     assert server_config.requests == FAST.max_attempts
 
@@ -147,7 +146,7 @@ def test_persistent_500_fails_after_max_attempts(local_server: str, server_confi
     server_config.faults.append(Fault("500", times=-1))
     settings = ClientSettings(backoff_seconds=0.01, max_attempts=4)
     with pytest.raises(IhcApiError, match="after 4 attempts") as caught:
-        attribute_journeys(journeys_of(2), target(local_server), settings)
+        attribute_collecting(journeys_of(2), target(local_server), settings)
     assert not isinstance(caught.value, IhcRejectedError)
     assert "500" in str(caught.value)
     assert server_config.requests == 4
@@ -170,7 +169,7 @@ def test_a_freed_slot_sends_the_next_request_before_the_answer_is_checked(
     monkeypatch.setattr(IhcClient, "_send", recording_send)
     monkeypatch.setattr(ihc_client, "validate_answer", recording_validate)
     settings = ClientSettings(max_journeys_per_request=1, concurrency=1)
-    outcome = attribute_journeys(journeys_of(1, 2, 1), target(local_server), settings)
+    outcome = attribute_collecting(journeys_of(1, 2, 1), target(local_server), settings)
 
     assert outcome.requests == 3
     assert events == ["send c1", "send c2", "check c1", "send c3", "check c2", "check c3"]
@@ -194,12 +193,28 @@ def test_the_first_request_goes_out_before_the_later_journeys_are_taken(
     monkeypatch.setattr(IhcClient, "_send", recording_send)
     journeys = journeys_of(1, 2, 1, 3)
     settings = ClientSettings(max_journeys_per_request=1, concurrency=2)
-    outcome = attribute_journeys(lazily(journeys), target(local_server), settings)
+    outcome = attribute_collecting(lazily(journeys), target(local_server), settings)
 
     assert_complete(outcome.attributions, journeys)
     assert outcome.requests == 4
     # c2 closes the first request; it goes out before c3 is even read
     assert events[:4] == ["take c1", "take c2", "send c1", "take c3"]
+
+
+def test_each_answer_is_handed_over_when_checked_and_a_retried_journey_once(
+    local_server: str, server_config: ServerConfig
+) -> None:
+    server_config.faults.append(Fault("partial", times=1, conversion_id="c2"))
+    batches: list[list[str]] = []
+    settings = ClientSettings(max_journeys_per_request=2, concurrency=1, backoff_seconds=0.01)
+
+    outcome = ihc_client.attribute_journeys(
+        journeys_of(1, 2, 1), target(local_server), settings, lambda b: batches.append([a.session_id for a in b])
+    )
+
+    assert outcome.requests == 2
+    # one batch per answer: the first request's holds c1 only (c2 failed, 206), c2 comes with its retry
+    assert sorted(batches) == [["c1-s1"], ["c2-s1", "c2-s2"], ["c3-s1"]]
 
 
 def test_a_request_failing_for_good_stops_the_packing_of_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,12 +231,12 @@ def test_a_request_failing_for_good_stops_the_packing_of_the_rest(monkeypatch: p
     monkeypatch.setattr(IhcClient, "_attribute_request", refused)
     settings = ClientSettings(max_journeys_per_request=1)
     with pytest.raises(IhcRejectedError, match="refused c1"):
-        attribute_journeys(lazily(journeys_of(*[1] * 100)), target("http://127.0.0.1:9"), settings)
+        attribute_collecting(lazily(journeys_of(*[1] * 100)), target("http://127.0.0.1:9"), settings)
     assert len(taken) < 5
 
 
 def test_wrong_key_fails_fast(local_server: str) -> None:
-    client = IhcClient(target(local_server, key="not-the-key"), FAST)
+    client = IhcClient(target(local_server, key="not-the-key"), FAST, [].extend)
     with pytest.raises(IhcRejectedError, match="403") as caught:
         asyncio.run(client.attribute(journeys_of(2, 1)))
     assert client.attempts == 1
@@ -230,7 +245,9 @@ def test_wrong_key_fails_fast(local_server: str) -> None:
 
 def test_client_limits_above_the_server_limits_are_rejected(local_server: str, server_config: ServerConfig) -> None:
     server_config.max_journeys = 2
-    client = IhcClient(target(local_server), ClientSettings(max_journeys_per_request=5, backoff_seconds=0.01))
+    client = IhcClient(
+        target(local_server), ClientSettings(max_journeys_per_request=5, backoff_seconds=0.01), [].extend
+    )
     with pytest.raises(IhcRejectedError, match="400"):
         asyncio.run(client.attribute(journeys_of(1, 1, 1)))
     assert client.attempts == 1
@@ -426,7 +443,7 @@ def test_target_from_connection_works_against_the_local_server(local_server: str
     host_port = local_server.removeprefix("http://")
     host, port = host_port.split(":")
     api = target_from_connection("ihc_api", "http", host, "http", int(port), LOCAL_API_KEY, {})
-    outcome = attribute_journeys(journeys_of(2), api, FAST)
+    outcome = attribute_collecting(journeys_of(2), api, FAST)
     assert_complete(outcome.attributions, journeys_of(2))
 
 
@@ -535,5 +552,5 @@ def test_partial_failure_stopped_by_the_budget_counts_the_attempts_made(
     server_config.faults.append(Fault("partial", times=-1, conversion_id="c2"))
     settings = ClientSettings(backoff_seconds=5, max_backoff_seconds=5, max_attempts=5, budget_seconds=1)
     with pytest.raises(IhcApiError, match=r"1 journeys still failed after 1 attempts: \['c2'\]; the next backoff"):
-        attribute_journeys(journeys_of(2, 3, 1), target(local_server), settings)
+        attribute_collecting(journeys_of(2, 3, 1), target(local_server), settings)
     assert server_config.requests == 1

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from include.ihc_client import ApiTarget, ClientSettings, IhcApiError, attribute_journeys
+from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
 from include.settings import LOCAL_API_KEY
-from tests.api_rows import journey
+from tests.api_rows import attribute_collecting, journey
 from tools.local_server import Fault, ServerConfig
 
 SETTINGS = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
@@ -28,7 +28,7 @@ HOSTILE = {
 
 
 def attribute(url: str, settings: ClientSettings = SETTINGS):
-    return attribute_journeys(JOURNEYS, ApiTarget(url, LOCAL_API_KEY, "default"), settings)
+    return attribute_collecting(JOURNEYS, ApiTarget(url, LOCAL_API_KEY, "default"), settings)
 
 
 @pytest.mark.parametrize(("kind", "reason"), HOSTILE.items())

@@ -77,6 +77,17 @@ def test_object_store_write_appears_whole_and_only_on_success(object_store):
     assert [p.name for p in path.parent.iterdir()] == ["chunk-0000.json"]
 
 
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_umask_mode_like_any_new_file(tmp_path: Path, umask: int, mode: int):
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "channel_reporting.csv", b"a,b\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "channel_reporting.csv").stat().st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["channel_reporting.csv"]
+
+
 def test_the_folder_lock_serialises_processes_and_leaves_no_file(tmp_path: Path):
     folder = tmp_path / "output"
     ready, release = multiprocessing.Event(), multiprocessing.Event()
