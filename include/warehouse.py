@@ -177,12 +177,9 @@ class Warehouse:
             marks = ", ".join("?" * len(columns))
             self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
             return
-        # One statement per batch of rows: psycopg2's executemany makes a round trip per row.
-        row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        prefix = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-        cursor = self.conn.cursor()
-        for batch in _batches(rows, 1000):
-            cursor.execute(prefix + ", ".join([row_marks] * len(batch)), [v for row in batch for v in row])
+        # COPY streams the rows in one statement: multi-row INSERTs of 1,000 rows reached only
+        # 56-79 k rows/s here (parameter binding and parsing per value).
+        copy_rows(self.conn.cursor(), f"COPY {table} ({', '.join(columns)}) FROM STDIN", rows)
 
     def columns(self, table: str) -> set[str]:
         return {row[0] for row in self.execute(self.dialect.table_columns, {"table": table})}
@@ -265,15 +262,40 @@ def explain(exc: BaseException, label: str, *, file_based: bool) -> WarehouseErr
     return WarehouseError(f"warehouse {label}: {message}")
 
 
-def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
-    batch: list[Sequence[Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def copy_rows(cursor: Any, statement: str, rows: Iterable[Sequence[object]]) -> None:
+    """COPY ... FROM STDIN through either driver: psycopg 3 writes rows itself; psycopg2 (the
+    Airflow 2.10 line, older images) reads them as COPY text from a file-like object."""
+    if hasattr(cursor, "copy"):
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cursor.copy_expert(statement, _CopyText(rows))
+
+
+def _copy_field(value: object) -> str:
+    if value is None:
+        return "\\N"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class _CopyText:
+    """Rows as COPY text lines, produced as psycopg2's copy_expert reads them, a block at a time."""
+
+    def __init__(self, rows: Iterable[Sequence[object]]) -> None:
+        self._lines = ("\t".join(map(_copy_field, row)).encode() + b"\n" for row in rows)
+        self._pending = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._pending) < size:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._pending += line
+        taken = bytes(self._pending if size < 0 else self._pending[:size])
+        del self._pending[: len(taken)]
+        return taken
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ hold rows are left alone unless ``--replace`` is given, so a rerun never wipes l
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from include import schema, warehouse
@@ -54,47 +52,11 @@ def copy_inputs(source: warehouse.Warehouse, dest: warehouse.Warehouse) -> dict[
             names = ", ".join(columns)
             dest.execute(f"TRUNCATE {table}")
             rows = source.stream(f"SELECT {names} FROM {table}", {})
-            copy_rows(dest.conn.cursor(), f"COPY {table} ({names}) FROM STDIN (FREEZE)", rows)
+            warehouse.copy_rows(dest.conn.cursor(), f"COPY {table} ({names}) FROM STDIN (FREEZE)", rows)
             counts[table] = dest.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     for table in schema.INPUT_COLUMNS:
         dest.execute(f"ANALYZE {table}")
     return counts
-
-
-def copy_rows(cursor: Any, statement: str, rows: Iterable[Sequence[object]]) -> None:
-    """COPY ... FROM STDIN through either driver: psycopg 3 writes rows itself; psycopg2 (the
-    Airflow 2.10 line, older images) reads them as COPY text from a file-like object."""
-    if hasattr(cursor, "copy"):
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-    else:
-        cursor.copy_expert(statement, _CopyText(rows))
-
-
-def _copy_field(value: object) -> str:
-    if value is None:
-        return "\\N"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-class _CopyText:
-    """Rows as COPY text lines, produced as psycopg2's copy_expert reads them, a block at a time."""
-
-    def __init__(self, rows: Iterable[Sequence[object]]) -> None:
-        self._lines = ("\t".join(map(_copy_field, row)).encode() + b"\n" for row in rows)
-        self._pending = bytearray()
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._pending) < size:
-            line = next(self._lines, None)
-            if line is None:
-                break
-            self._pending += line
-        taken = bytes(self._pending if size < 0 else self._pending[:size])
-        del self._pending[: len(taken)]
-        return taken
 
 
 def main(argv: list[str] | None = None) -> None:

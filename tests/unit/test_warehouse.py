@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 from contextlib import closing
@@ -69,3 +70,28 @@ def test_postgres_write_lock_timeout_names_the_cause_and_leaves_no_transaction(p
         with db.transaction():
             db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
         assert db.execute("SELECT COUNT(*) FROM session_costs").fetchone()[0] == 1
+
+
+AWKWARD_ROWS = [
+    ("s1", "u1", "2023-09-01", "10:00:00", "Paid\tSearch", 1, 0, 0),
+    ("s2", "u\\2", "2023-09-01", "10:00:01", "line\nbreak\r", 0, 1, 0),
+    ("s3", "ü3", "2023-09-02", "11:00:00", None, 0, 0, 1),
+]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_copy_rows_keeps_every_value_through_either_driver(postgres_url, driver):
+    """Tabs, line breaks, backslashes, NULL and non-ASCII arrive as they were sent."""
+    module = importlib.import_module(driver)
+    columns = ", ".join(schema.INPUT_COLUMNS["session_sources"])
+    with warehouse.postgres_target(postgres_url, "copy").open() as db:
+        schema.create_input_tables(db)
+    conn = module.connect(postgres_url)
+    try:
+        warehouse.copy_rows(conn.cursor(), f"COPY session_sources ({columns}) FROM STDIN", AWKWARD_ROWS)
+        conn.commit()
+    finally:
+        conn.close()
+    with warehouse.postgres_target(postgres_url, "copy").open() as db:
+        stored = db.execute(f"SELECT {columns} FROM session_sources ORDER BY session_id").fetchall()
+    assert [tuple(row) for row in stored] == AWKWARD_ROWS
