@@ -121,6 +121,21 @@ class ApiTarget:
     def url(self) -> str:
         return self.base_url.rstrip("/") + COMPUTE_PATH
 
+    @property
+    def query(self) -> dict[str, str]:
+        return {"conv_type_id": self.conv_type_id}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "x-api-key": self.api_key}
+
+    def body(self, journeys: Sequence[ApiJourney]) -> bytes:
+        """A request's body: the journeys' rows, one after another, and the redistribution."""
+        payload: dict[str, object] = {"customer_journeys": [row for j in journeys for row in j]}
+        if self.redistribution_parameter:
+            payload["redistribution_parameter"] = self.redistribution_parameter
+        return orjson.dumps(payload)
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -354,16 +369,13 @@ class IhcClient:
 
     async def _send(self, session: aiohttp.ClientSession, journeys: Sequence[ApiJourney]) -> RawAnswer:
         """One HTTP exchange; the answer is decoded by the caller, once the slot is free."""
-        payload: dict[str, object] = {"customer_journeys": [row for j in journeys for row in j]}
-        if self.target.redistribution_parameter:
-            payload["redistribution_parameter"] = self.target.redistribution_parameter
         self.attempts += 1
         try:
             async with session.post(
                 self.target.url,
-                params={"conv_type_id": self.target.conv_type_id},
-                data=orjson.dumps(payload),
-                headers={"Content-Type": "application/json", "x-api-key": self.target.api_key},
+                params=self.target.query,
+                data=self.target.body(journeys),
+                headers=self.target.headers,
                 allow_redirects=False,
             ) as response:
                 body = await response.read()

@@ -7,7 +7,8 @@ and the API phase talks to the local server, serving those parameters at a fixed
 reports the engine's CPU time. Every dataset runs on each database: its SQLite file, and a copy
 loaded into PostgreSQL (a server the bench starts in ``--work`` and removes afterwards, unless
 ``--postgres-url`` names one). After the report stage, the floor stage times what the report
-cannot beat (:data:`FLOOR_QUERY`). Writes ``bench/results.md`` with the machine it ran on.
+cannot beat (:data:`FLOOR_QUERY`); after the API stage, the transport stage times what the API
+step cannot beat (:func:`post_all`). Writes ``bench/results.md`` with the machine it ran on.
 
 ``python -m tools.bench [--datasets 1x,100x-background,10x] [--databases sqlite,postgres] [--work bench/data]``
 """
@@ -15,6 +16,7 @@ cannot beat (:data:`FLOOR_QUERY`). Writes ``bench/results.md`` with the machine 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import math
@@ -33,8 +35,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+
 from include import pipeline, run_config, settings, warehouse
-from include.chunks import read_chunk
+from include.chunks import ChunkInfo, read_chunk
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from tools import engine_parameters, engine_training, postgres_server
@@ -185,6 +189,16 @@ def stage_main(argv: list[str]) -> None:
             f"requests_at_{FREE_ACCOUNT_SESSIONS}_sessions": chunked,
             f"whole_range_packing_at_{FREE_ACCOUNT_SESSIONS}": whole,
         }
+    elif args.stage == "transport":
+        saved = json.loads(state.read_text())
+        target = ApiTarget(args.url, settings.LOCAL_API_KEY, settings.DEFAULT_CONV_TYPE_ID)
+        bodies = [request_bodies(target, run_dir / ChunkInfo.from_xcom(c).file) for c in saved["chunks"]]
+        started = time.perf_counter()
+        for chunk_bodies in bodies:
+            asyncio.run(post_all(target, chunk_bodies))
+        elapsed = time.perf_counter() - started
+        ideal = sum(math.ceil(len(b) / CONCURRENCY) for b in bodies) * LATENCY_MS / 1000
+        detail = {"requests": sum(map(len, bodies)), "efficiency": ideal / elapsed}
     elif args.stage == "write":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
@@ -223,6 +237,30 @@ def stage_main(argv: list[str]) -> None:
     else:
         raise SystemExit(f"unknown stage {args.stage}")
     print(json.dumps({**detail, "peak_rss_mb": peak_rss_mb()}))
+
+
+def request_bodies(target: ApiTarget, chunk_file: Path) -> list[bytes]:
+    """The chunk's requests as the client packs and encodes them."""
+    client = ClientSettings()
+    limits = RequestLimits(client.max_journeys_per_request, client.max_sessions_per_request)
+    return [target.body(request) for request in iter_requests(read_chunk(chunk_file), limits)]
+
+
+async def post_all(target: ApiTarget, bodies: list[bytes]) -> None:
+    """The transport floor of a chunk: its requests, encoded beforehand, sent over one session at
+    most CONCURRENCY at a time and their answers read; nothing packed, checked or written."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+
+        async def post(body: bytes) -> None:
+            async with (
+                semaphore,
+                session.post(target.url, params=target.query, data=body, headers=target.headers) as answer,
+            ):
+                answer.raise_for_status()
+                await answer.read()
+
+        await asyncio.gather(*map(post, bodies))
 
 
 def dag_run(db: Path, work: Path, url: str) -> Measure:
@@ -389,6 +427,7 @@ def bench_warehouse(name: str, db: Path | str, work: Path, suffix: str, with_dag
         counters = server_counters(url)
         api.detail["engine_cpu_ms_per_request"] = 1000 * counters["engine_cpu_seconds"] / api.detail["requests"]
         measures.append(report(name, api))
+        measures.append(report(name, run_stage("transport", db, run_dir, url=url)))
         for stage in ("write", "report", "floor", "export"):
             measures.append(report(name, run_stage(stage, db, run_dir)))
         if with_dag:
@@ -440,6 +479,7 @@ def write_results(results: dict[str, dict[str, list[Measure]]], root: Path, out:
         "every stage run against it.",
         "",
         *floor_table(results),
+        *transport_table(results),
     ]
     for name, runs in results.items():
         sessions, conversions = sessions_in(root / name / "challenge.db")
@@ -478,6 +518,26 @@ def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
             lines.append(
                 f"| {name} | {DATABASES[database]} | {report_s:,.2f} s | {floor_s:,.2f} s | {report_s / floor_s:.2f} |"
             )
+    return [*lines, ""]
+
+
+def transport_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
+    """The API step's efficiency against its transport floor's, per dataset and database."""
+    lines = [
+        "## The API step against its transport floor",
+        "",
+        "Transport floor: the same requests, packed and encoded beforehand, sent to the same local server by a "
+        "bare aiohttp session at the same concurrency, answers read and nothing else (`post_all` in "
+        "`tools/bench.py`): what HTTP round trips cost on this machine, before any reading, checking or writing.",
+        "",
+        "| dataset | database | API step efficiency | transport floor efficiency | API step / floor |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        for database, measures in runs.items():
+            by_stage = {m.stage: m.detail for m in measures}
+            api, floor = by_stage["api"]["efficiency"], by_stage["transport"]["efficiency"]
+            lines.append(f"| {name} | {DATABASES[database]} | {api:.2f} | {floor:.2f} | {api / floor:.2f} |")
     return [*lines, ""]
 
 

@@ -18,7 +18,7 @@ from tools import bench
 from tools.sample_data import SampleSpec
 
 TINY = SampleSpec(seed=7, scale=0.02)
-STAGES = ["init_db", "journeys", "train", "api", "write", "report", "floor", "export"]
+STAGES = ["init_db", "journeys", "train", "api", "transport", "write", "report", "floor", "export"]
 
 
 def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
@@ -34,6 +34,8 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     assert by_stage["api"].detail["engine_cpu_ms_per_request"] > 0
     assert by_stage["write"].detail["rows"] > 0 and by_stage["write"].detail["rows_per_s"] > 0
     assert by_stage["api"].detail["efficiency"] > 0
+    assert by_stage["transport"].detail["requests"] == by_stage["api"].detail["requests"]
+    assert by_stage["transport"].detail["efficiency"] > 0
     at_200 = by_stage["api"].detail["requests_at_200_sessions"]
     assert at_200 == by_stage["api"].detail["whole_range_packing_at_200"] > 0
     assert by_stage["api"].detail["chunks_at_200_sessions"] >= 1
@@ -46,7 +48,7 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     bench.write_results({"tiny": {"sqlite": measures}}, tmp_path, out)
     text = out.read_text()
     assert "## tiny: " in text and "### SQLite" in text and "| journeys |" in text and "cores" in text
-    assert "| tiny | SQLite |" in text and "| report / floor |" in text
+    assert "| tiny | SQLite |" in text and "| report / floor |" in text and "| API step / floor |" in text
 
 
 def test_bench_runs_every_stage_on_a_postgresql_copy_and_drops_it(tmp_path: Path, postgres_server_url: str):
