@@ -3,13 +3,13 @@ attribution_customer_journey replaced by the writer task in one checked transact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import orjson
 
 from include.chunks import ChunkInfo
-from include.ihc_client import Attribution, AttributionSink, ChunkOutcome
+from include.ihc_client import Attribution, ChunkOutcome
 from include.runfiles import StoragePath, atomic_writer, read_bytes
 from include.warehouse import NOT_UNIQUE, Warehouse, WarehouseError, error_meaning
 
@@ -38,9 +38,10 @@ def result_file(index: int) -> str:
     return f"results/chunk-{index:04d}.json"
 
 
-class _EncodedRows:
-    """A chunk's rows encoded as each answer is checked, so that after the last answer only the
-    file write is left, and a chunk's answers are held as compact bytes, not as objects."""
+class EncodedRows:
+    """A chunk's attributions encoded for its result file as each answer is checked (``add`` is
+    the client's sink): after the last answer only the file's write is left, and the answers
+    are held as compact bytes, not as objects."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
@@ -55,16 +56,12 @@ class _EncodedRows:
         self.rows += len(batch)
 
 
-def write_result(
-    run_dir: StoragePath, chunk: ChunkInfo, attribute: Callable[[AttributionSink], ChunkOutcome]
-) -> ChunkResult:
-    """The chunk's result file, one array of the Attribution fields in order per row, from the
-    rows ``attribute`` hands over. Written only once ``attribute`` returns, under a temporary name
-    (include.runfiles.atomic_writer): a chunk killed or failing mid-request leaves no file at all,
-    and a retried one replaces its last try's whole."""
+def write_result(run_dir: StoragePath, chunk: ChunkInfo, rows: EncodedRows, outcome: ChunkOutcome) -> ChunkResult:
+    """The chunk's result file, one array of the Attribution fields in order per row, written
+    under a temporary name and renamed (include.runfiles.atomic_writer) once the whole chunk is
+    attributed: a chunk killed or failing mid-request writes nothing, and a retried one replaces
+    its last try's whole."""
     name = result_file(chunk.index)
-    rows = _EncodedRows()
-    outcome = attribute(rows.add)
     with atomic_writer(run_dir / name) as handle:
         handle.write(b'{"chunk":%d,"rows":[' % chunk.index)
         handle.writelines(rows.parts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass
 
 import orjson
@@ -105,7 +105,7 @@ def write_chunks(
     ]
 
 
-def read_chunk(path: StoragePath) -> Iterator[ApiJourney]:
+def read_chunk(path: StoragePath) -> Generator[ApiJourney, None, None]:
     """The chunk's journeys, each read and decoded when it is taken: the first request goes out
     after its own journeys are read, not the whole file, and no copy of the file is held.
 
@@ -119,17 +119,22 @@ def read_chunk(path: StoragePath) -> Iterator[ApiJourney]:
     except FileNotFoundError:
         raise FileNotFoundError(f"chunk file {path} is missing") from None
     if not first.strip():
+        lines.close()
         why = "it starts with an empty line" if first else "it is empty"
         raise ValueError(f"chunk file {path} is not a valid chunk: {why}")
-    return _journeys(path, itertools.chain([first], lines))
+    return _journeys(path, first, lines)
 
 
-def _journeys(path: StoragePath, lines: Iterable[bytes]) -> Iterator[ApiJourney]:
-    for number, line in enumerate(lines, start=1):
-        try:
-            journey = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"chunk file {path} is not a valid chunk: line {number}: {exc}") from exc
-        if not isinstance(journey, list) or not journey or not isinstance(journey[0], dict):
-            raise ValueError(f"chunk file {path} is not a valid chunk: line {number} is not a list of rows")
-        yield journey
+def _journeys(path: StoragePath, first: bytes, rest: Generator[bytes, None, None]) -> Generator[ApiJourney, None, None]:
+    """Closing it (or its failing) closes the file too: on an object store that is a connection."""
+    try:
+        for number, line in enumerate(itertools.chain([first], rest), start=1):
+            try:
+                journey = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"chunk file {path} is not a valid chunk: line {number}: {exc}") from exc
+            if not isinstance(journey, list) or not journey or not isinstance(journey[0], dict):
+                raise ValueError(f"chunk file {path} is not a valid chunk: line {number} is not a list of rows")
+            yield journey
+    finally:
+        rest.close()

@@ -10,12 +10,19 @@ import gc
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from include import html_report
-from include.attributions import ChunkResult, check_complete, iter_rows, replace_range_attributions, write_result
+from include.attributions import (
+    ChunkResult,
+    EncodedRows,
+    check_complete,
+    iter_rows,
+    replace_range_attributions,
+    write_result,
+)
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
 from include.export import CSV_FILE, write_csv
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
@@ -97,10 +104,10 @@ def journeys_step(
 def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off for the block, back as it was after.
 
-    A chunk's rows and attributions are hundreds of thousands of objects without cycles; the
-    collector would rescan them again and again while they are read and the answers arrive
-    (at 20,000 journeys ~0.1 s of full collections, each stalling the event loop for tens of
-    milliseconds). Reference counting frees them all the same.
+    A chunk allocates hundreds of thousands of small objects without cycles as its journeys are
+    decoded and its answers checked; the collector would scan the survivors again and again while
+    the answers arrive, each pass stalling the event loop. Reference counting frees them all the
+    same.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -127,10 +134,12 @@ def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, setting
 
 
 def _attribute_chunk(info: ChunkInfo, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> ChunkResult:
-    """Read, attribute and write one chunk. Its rows are freed when this returns, before the
+    """Read, attribute and write one chunk. Its objects are freed when this returns, before the
     collector is back: its first pass then has only the survivors to scan."""
-    journeys = read_chunk(run_dir / info.file)
-    return write_result(run_dir, info, lambda sink: attribute_journeys(journeys, target, settings, sink))
+    rows = EncodedRows()
+    with closing(read_chunk(run_dir / info.file)) as journeys:
+        outcome = attribute_journeys(journeys, target, settings, rows.add)
+    return write_result(run_dir, info, rows, outcome)
 
 
 def write_step(

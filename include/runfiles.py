@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ def read_bytes(path: StoragePath) -> bytes:
     return (local_path(path) or path).read_bytes()
 
 
-def read_lines(path: StoragePath) -> Iterator[bytes]:
+def read_lines(path: StoragePath) -> Generator[bytes, None, None]:
     """The file's lines, streamed (readline: Airflow 2.10's object-storage handles do not iterate)."""
     with (local_path(path) or path).open("rb") as handle:
         yield from iter(handle.readline, b"")
@@ -124,13 +124,14 @@ def remove_folder(folder: StoragePath) -> None:
         folder.fs.rm(folder.path, recursive=True)  # type: ignore[attr-defined]
 
 
-def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
-    """A new hidden file beside the target, created with the umask's mode like any other file
-    (mkstemp's 0600 would leave outputs in a shared folder unreadable to the team)."""
+def _temporary_file(folder: Path, name: str, mode: int) -> tuple[int, str]:
+    """A new hidden file ``name`` in ``folder``, created with ``mode`` less the umask. Beside its
+    target it takes 0666 like any other new file: mkstemp's 0600 would leave outputs in a shared
+    folder unreadable to the rest of the team."""
     while True:
         tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), str(tmp)
         except FileExistsError:
             continue
 
@@ -142,7 +143,10 @@ def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
     folder = local.parent if local is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary_file(folder or Path(tempfile.gettempdir()), path.name)
+    if folder is not None:
+        fd, tmp = _temporary_file(folder, path.name, 0o666)
+    else:  # a staging copy for the upload, in the machine's shared temporary folder
+        fd, tmp = _temporary_file(Path(tempfile.gettempdir()), path.name, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -18,7 +18,7 @@ from tools import bench
 from tools.sample_data import SampleSpec
 
 TINY = SampleSpec(seed=7, scale=0.02)
-STAGES = ["init_db", "journeys", "train", "api", "transport", "write", "report", "floor", "export"]
+STAGES = ["init_db", "journeys", "train", "api", "transport", bench.RAW_TRANSPORT, "write", "report", "floor", "export"]
 
 
 def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
@@ -34,8 +34,12 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     assert by_stage["api"].detail["engine_cpu_ms_per_request"] > 0
     assert by_stage["write"].detail["rows"] > 0 and by_stage["write"].detail["rows_per_s"] > 0
     assert by_stage["api"].detail["efficiency"] > 0
-    assert by_stage["transport"].detail["requests"] == by_stage["api"].detail["requests"]
-    assert by_stage["transport"].detail["efficiency"] > 0
+    for floor in ("transport", bench.RAW_TRANSPORT):
+        assert by_stage[floor].detail["requests"] == by_stage["api"].detail["requests"]
+        assert by_stage[floor].detail["efficiency"] > 0
+    efficiencies = by_stage["api"].detail["efficiency_runs"]
+    assert len(efficiencies) == bench.API_RUNS
+    assert by_stage["api"].detail["efficiency"] == pytest.approx(sorted(efficiencies)[bench.API_RUNS // 2], abs=1e-3)
     at_200 = by_stage["api"].detail["requests_at_200_sessions"]
     assert at_200 == by_stage["api"].detail["whole_range_packing_at_200"] > 0
     assert by_stage["api"].detail["chunks_at_200_sessions"] >= 1

@@ -7,9 +7,17 @@ import orjson
 import pytest
 
 from include import attributions, report, schema, warehouse
-from include.attributions import ChunkResult, ResultsError, check_complete, iter_rows, result_file, write_result
+from include.attributions import (
+    ChunkResult,
+    EncodedRows,
+    ResultsError,
+    check_complete,
+    iter_rows,
+    result_file,
+    write_result,
+)
 from include.chunks import ChunkInfo
-from include.ihc_client import Attribution, ChunkOutcome, IhcApiError
+from include.ihc_client import Attribution, ChunkOutcome
 from include.settings import DateRange, RunWindow
 from include.warehouse import WarehouseError
 from tests.warehouse_rows import (
@@ -30,28 +38,23 @@ def attribution(conv_id: str, session_id: str, ihc: float) -> Attribution:
     return Attribution(conv_id, session_id, initializer=ihc / 2, holder=ihc / 4, closer=ihc / 4, ihc=ihc)
 
 
-def answering(batches: list[list[Attribution]], outcome: ChunkOutcome):
-    """An attribute step that hands ``batches`` over as the client does, one per answer."""
-
-    def attribute(sink):
-        for batch in batches:
-            sink(batch)
-        return outcome
-
-    return attribute
+def encoded(*batches: list[Attribution]) -> EncodedRows:
+    """The rows as the client hands them over, one batch per answer."""
+    rows = EncodedRows()
+    for batch in batches:
+        rows.add(batch)
+    return rows
 
 
 def test_write_result_and_iter_rows_round_trip(tmp_path):
     first = write_result(
         tmp_path,
         chunk(0, 2, sessions=2),
-        answering(
-            [[attribution("c1", "s1", 0.25)], [], [attribution("c1", "s2", 0.75)]],
-            ChunkOutcome(requests=1, attempts=3, engine_parameters="/data/engine/default.json"),
-        ),
+        encoded([attribution("c1", "s1", 0.25)], [], [attribution("c1", "s2", 0.75)]),
+        ChunkOutcome(requests=1, attempts=3, engine_parameters="/data/engine/default.json"),
     )
     second = write_result(
-        tmp_path, chunk(1, 2, sessions=1), answering([[attribution("c2", "s3", 1.0)]], ChunkOutcome(2, 2))
+        tmp_path, chunk(1, 2, sessions=1), encoded([attribution("c2", "s3", 1.0)]), ChunkOutcome(2, 2)
     )
 
     assert first == ChunkResult(0, result_file(0), 2, 1, 3, "/data/engine/default.json")
@@ -78,25 +81,9 @@ def test_write_result_and_iter_rows_round_trip(tmp_path):
 
 def test_write_result_overwrites_a_previous_try(tmp_path):
     info = chunk(0, 1, sessions=1)
-    write_result(tmp_path, info, answering([[attribution("c1", "s1", 0.5)]], ChunkOutcome(1, 1)))
-    again = write_result(tmp_path, info, answering([[attribution("c1", "s1", 1.0)]], ChunkOutcome(1, 1)))
+    write_result(tmp_path, info, encoded([attribution("c1", "s1", 0.5)]), ChunkOutcome(1, 1))
+    again = write_result(tmp_path, info, encoded([attribution("c1", "s1", 1.0)]), ChunkOutcome(1, 1))
     assert list(iter_rows(tmp_path, [again])) == [("c1", "s1", 1.0)]
-    assert [p.name for p in (tmp_path / "results").iterdir()] == ["chunk-0000.json"]
-
-
-def test_a_chunk_that_fails_midway_leaves_the_last_result_and_no_partial_file(tmp_path):
-    info = chunk(0, 1, sessions=2)
-    kept = write_result(
-        tmp_path, info, answering([[attribution("c1", "s1", 0.5), attribution("c1", "s2", 0.5)]], ChunkOutcome(1, 1))
-    )
-
-    def fails_after_one_answer(sink):
-        sink([attribution("c1", "s1", 1.0)])
-        raise IhcApiError("request of 1 journeys failed after 5 attempts")
-
-    with pytest.raises(IhcApiError):
-        write_result(tmp_path, info, fails_after_one_answer)
-    assert list(iter_rows(tmp_path, [kept])) == [("c1", "s1", 0.5), ("c1", "s2", 0.5)]
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["chunk-0000.json"]
 
 

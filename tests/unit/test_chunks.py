@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import orjson
 import pytest
@@ -104,7 +105,7 @@ def test_read_chunk_missing_file_names_the_path(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "empty"), (b"\n \n", "empty")],
+    [(b"", "it is empty"), (b"\n \n", "it starts with an empty line")],
     ids=["empty", "blank"],
 )
 def test_read_chunk_empty_file_fails_before_any_journey(tmp_path, content, reason):
@@ -132,13 +133,35 @@ def test_read_chunk_damaged_line_names_the_path_and_line_when_reached(tmp_path, 
     assert "line 2" in str(info.value)
 
 
-def test_read_chunk_decodes_a_journey_when_it_is_taken(tmp_path):
+def test_read_chunk_reads_a_journey_when_it_is_taken(tmp_path):
     chunks = write_chunks(iter([make_journey("c1", 1), make_journey("c2", 3)]), tmp_path, chunk_size=5)
     path = tmp_path / chunks[0].file
     assert path.read_bytes().count(b"\n") == 2, "one journey per line"
     journeys = read_chunk(path)
-    path.unlink()  # read already: decoding needs no file
-    assert [len(j) for j in journeys] == [1, 3]
+    assert len(next(journeys)) == 1
+    with path.open("ab") as handle:  # a file read whole up front would not show this line
+        handle.write(orjson.dumps(api_journey("c3", 2)) + b"\n")
+    assert [len(j) for j in journeys] == [3, 2]
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_closing_the_journeys_or_a_blank_start_closes_the_file(tmp_path):
+    chunks = write_chunks(iter([make_journey("c1", 1), make_journey("c2", 3)]), tmp_path, chunk_size=5)
+    before = open_files()
+    journeys = read_chunk(tmp_path / chunks[0].file)
+    next(journeys)
+    assert open_files() == before + 1
+    journeys.close()
+    assert open_files() == before
+
+    blank = tmp_path / "chunk-0009.jsonl"
+    blank.write_bytes(b"\n" + orjson.dumps(api_journey("c1", 1)) + b"\n")
+    with pytest.raises(ValueError, match="empty line"):
+        read_chunk(blank)
+    assert open_files() == before
 
 
 # --- effective_chunk_size ----------------------------------------------------------------------

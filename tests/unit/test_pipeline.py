@@ -7,6 +7,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from upath import UPath
 
@@ -74,6 +75,27 @@ def test_a_failing_chunk_stops_the_step_and_writes_nothing(sample_db, tmp_path, 
 
     with sqlite3.connect(sample_db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM attribution_customer_journey").fetchone()[0] == 0
+
+
+def test_a_chunk_failing_on_its_retry_keeps_its_last_result_and_leaves_no_other_file(
+    sample_db, tmp_path, local_server, server_config
+):
+    chunks, results, _ = run_steps(sample_db, tmp_path, local_server)
+    kept = (tmp_path / results[1]["file"]).read_bytes()
+    server_config.faults.append(Fault("500", times=-1, conversion_id=chunks_last_journey(tmp_path, chunks[1])))
+
+    with pytest.raises(IhcApiError, match="failed after 2 attempts"):
+        pipeline.attribute_step(chunks[1], tmp_path, ApiTarget(local_server, LOCAL_API_KEY, "default"), FAST)
+
+    assert server_config.faults_fired > 0
+    assert (tmp_path / results[1]["file"]).read_bytes() == kept
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(Path(r["file"]).name for r in results)
+
+
+def chunks_last_journey(run_dir: Path, chunk: dict) -> str:
+    """The conversion id of the chunk's last journey: its requests before it succeed first."""
+    last = (run_dir / chunk["file"]).read_bytes().splitlines()[-1]
+    return orjson.loads(last)[0]["conversion_id"]
 
 
 def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, local_server):

@@ -95,3 +95,49 @@ def test_copy_rows_keeps_every_value_through_either_driver(postgres_url, driver)
     with warehouse.postgres_target(postgres_url, "copy").open() as db:
         stored = db.execute(f"SELECT {columns} FROM session_sources ORDER BY session_id").fetchall()
     assert [tuple(row) for row in stored] == AWKWARD_ROWS
+
+
+def driver_warehouse(postgres_url: str, driver: str) -> warehouse.Warehouse:
+    """The PostgreSQL warehouse through the named driver, with the pipeline's tables."""
+    module = importlib.import_module(driver)
+    db = warehouse.connect_postgres(lambda: module.connect(postgres_url), driver)
+    schema.create_input_tables(db)
+    schema.init_schema(db)
+    return db
+
+
+SHARES = [("c1", "s1", 0.1), ("c1", "s2", 1 / 3), ("c1", "s3", 1e-17), ("c1", "s4", 1 - 0.1 - 1 / 3 - 1e-17)]
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_insert_many_keeps_every_float_bit_through_either_driver(postgres_url, driver):
+    with closing(driver_warehouse(postgres_url, driver)) as db:
+        with db.transaction():
+            db.insert_many("attribution_customer_journey", ("conv_id", "session_id", "ihc"), SHARES)
+        stored = db.execute("SELECT conv_id, session_id, ihc FROM attribution_customer_journey ORDER BY session_id")
+        assert [tuple(row) for row in stored.fetchall()] == SHARES
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_insert_many_duplicates_are_classified_not_unique_and_roll_back(postgres_url, driver):
+    with closing(driver_warehouse(postgres_url, driver)) as db:
+        with pytest.raises(db.errors) as raised, db.transaction():
+            db.insert_many("attribution_customer_journey", ("conv_id", "session_id", "ihc"), SHARES[:1] * 2)
+        assert warehouse.error_meaning(raised.value) == warehouse.NOT_UNIQUE
+        assert db.execute("SELECT COUNT(*) FROM attribution_customer_journey").fetchone()[0] == 0
+
+
+class RowsBrokeError(Exception):
+    """Raised by the rows themselves, as a damaged result file raises while it is read."""
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_insert_many_raises_the_rows_own_error_through_either_driver(postgres_url, driver):
+    def rows():
+        yield SHARES[0]
+        raise RowsBrokeError("result file results/chunk-0001.json is not a valid result")
+
+    with closing(driver_warehouse(postgres_url, driver)) as db:
+        with pytest.raises(RowsBrokeError, match="chunk-0001"), db.transaction():
+            db.insert_many("attribution_customer_journey", ("conv_id", "session_id", "ihc"), rows())
+        assert db.execute("SELECT COUNT(*) FROM attribution_customer_journey").fetchone()[0] == 0
