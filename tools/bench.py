@@ -427,6 +427,7 @@ def bench_warehouse(name: str, db: Path | str, work: Path, suffix: str, with_dag
     engine_dir = work / f"engine{suffix}"
     for stage in ("init_db", "journeys", "train"):
         measures.append(report(name, run_stage(stage, db, run_dir, engine_dir=str(engine_dir))))
+    settle(db)
     server, url = start_server(engine_dir)
     try:
         measures += [report(name, m) for m in api_measures(db, run_dir, url)]
@@ -438,6 +439,17 @@ def bench_warehouse(name: str, db: Path | str, work: Path, suffix: str, with_dag
         server.terminate()
         server.wait()
     return measures
+
+
+def settle(db: Path | str) -> None:
+    """Let the disk catch up before the API stages: after a load or an index build, gigabytes of
+    written pages drain in the background, taking CPU from the stages and holding up their fsync
+    (the result file's) behind the writeback. PostgreSQL's own buffers go first (CHECKPOINT)."""
+    if not isinstance(db, Path):
+        # A server named by --postgres-url may not let this user checkpoint: then only the sync.
+        with engine_training.warehouse_target(db).open() as warehouse_db, suppress(warehouse.WarehouseError):
+            warehouse_db.execute("CHECKPOINT")
+    os.sync()
 
 
 def api_measures(db: Path | str, run_dir: Path, url: str) -> list[Measure]:
