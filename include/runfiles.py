@@ -140,11 +140,9 @@ def _temporary_file(folder: Path, name: str, mode: int) -> tuple[int, str]:
 def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
     """A binary handle on a temporary file that becomes ``path`` when the block ends cleanly."""
     local = local_path(path)
-    folder = local.parent if local is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    if folder is not None:
-        fd, tmp = _temporary_file(folder, path.name, 0o666)
+    if local is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temporary_file(local.parent, path.name, 0o666)
     else:  # a staging copy for the upload, in the machine's shared temporary folder
         fd, tmp = _temporary_file(Path(tempfile.gettempdir()), path.name, 0o600)
     try:

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,6 +53,7 @@ WINDOW = settings.RunWindow(settings.DateRange(settings.SAMPLE_START_DATE, setti
 LATENCY_MS = 50
 CONCURRENCY = 8
 CHUNK_SIZE = 20000
+CLIENT = ClientSettings(concurrency=CONCURRENCY)
 # Runs of the API stage and its transport floors, of which the bench reports the median.
 API_RUNS = 3
 RAW_TRANSPORT = "transport (raw-socket server)"
@@ -181,15 +182,14 @@ def stage_main(argv: list[str]) -> None:
     elif args.stage == "api":
         saved = json.loads(state.read_text())
         target = ApiTarget(args.url, settings.LOCAL_API_KEY, settings.DEFAULT_CONV_TYPE_ID)
-        client = ClientSettings(concurrency=CONCURRENCY)
         started = time.perf_counter()
-        results = [pipeline.attribute_step(c, run_dir, target, client) for c in saved["chunks"]]
+        results = [pipeline.attribute_step(c, run_dir, target, CLIENT) for c in saved["chunks"]]
         elapsed = time.perf_counter() - started
-        ideal = sum(math.ceil(r["requests"] / CONCURRENCY) for r in results) * LATENCY_MS / 1000
+        ideal = ideal_seconds(r["requests"] for r in results)
         state.write_text(json.dumps({**saved, "results": results}))
         detail = {"requests": sum(r["requests"] for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
         files = free_account_chunks(run_dir, saved["extracted"])
-        chunked, whole = requests_at(FREE_ACCOUNT_SESSIONS, client.max_journeys_per_request, files)
+        chunked, whole = requests_at(FREE_ACCOUNT_SESSIONS, CLIENT.max_journeys_per_request, files)
         detail |= {
             f"chunks_at_{FREE_ACCOUNT_SESSIONS}_sessions": len(files),
             f"requests_at_{FREE_ACCOUNT_SESSIONS}_sessions": chunked,
@@ -203,7 +203,7 @@ def stage_main(argv: list[str]) -> None:
         for chunk_bodies in bodies:
             asyncio.run(post_all(target, chunk_bodies))
         elapsed = time.perf_counter() - started
-        ideal = sum(math.ceil(len(b) / CONCURRENCY) for b in bodies) * LATENCY_MS / 1000
+        ideal = ideal_seconds(map(len, bodies))
         detail = {"requests": sum(map(len, bodies)), "efficiency": ideal / elapsed}
     elif args.stage == "write":
         saved = json.loads(state.read_text())
@@ -245,10 +245,15 @@ def stage_main(argv: list[str]) -> None:
     print(json.dumps({**detail, "peak_rss_mb": peak_rss_mb()}))
 
 
+def ideal_seconds(requests_per_chunk: Iterable[int]) -> float:
+    """The API phase with nothing but the latency: each chunk's requests in full rounds of
+    CONCURRENCY, one chunk after another."""
+    return sum(math.ceil(n / CONCURRENCY) for n in requests_per_chunk) * LATENCY_MS / 1000
+
+
 def request_bodies(target: ApiTarget, chunk_file: Path) -> list[bytes]:
     """The chunk's requests as the client packs and encodes them."""
-    client = ClientSettings()
-    limits = RequestLimits(client.max_journeys_per_request, client.max_sessions_per_request)
+    limits = RequestLimits(CLIENT.max_journeys_per_request, CLIENT.max_sessions_per_request)
     return [target.body(request) for request in iter_requests(read_chunk(chunk_file), limits)]
 
 
@@ -583,6 +588,13 @@ def detail_value(value: object) -> str:
     return f"{value:,.3f}" if isinstance(value, float) else f"{value:,}"
 
 
+def stage_details(results: dict[str, dict[str, list[Measure]]]) -> Iterator[tuple[str, str, dict[str, dict]]]:
+    """(dataset, database label, each stage's detail) of every run, for the summary tables."""
+    for name, runs in results.items():
+        for database, measures in runs.items():
+            yield name, DATABASES[database], {m.stage: m.detail for m in measures}
+
+
 def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
     """The report step against its floor, per dataset and database: both timed inside their
     stage processes around the work (the warehouse connection included, the process start not)."""
@@ -596,13 +608,9 @@ def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         "| dataset | database | report | floor | report / floor |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, runs in results.items():
-        for database, measures in runs.items():
-            by_stage = {m.stage: m.detail for m in measures}
-            report_s, floor_s = by_stage["report"]["report_s"], by_stage["floor"]["floor_s"]
-            lines.append(
-                f"| {name} | {DATABASES[database]} | {report_s:,.2f} s | {floor_s:,.2f} s | {report_s / floor_s:.2f} |"
-            )
+    for name, database, by_stage in stage_details(results):
+        report_s, floor_s = by_stage["report"]["report_s"], by_stage["floor"]["floor_s"]
+        lines.append(f"| {name} | {database} | {report_s:,.2f} s | {floor_s:,.2f} s | {report_s / floor_s:.2f} |")
     return [*lines, ""]
 
 
@@ -622,14 +630,10 @@ def transport_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         "| transport floor on a raw-socket server |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for name, runs in results.items():
-        for database, measures in runs.items():
-            by_stage = {m.stage: m.detail for m in measures}
-            api, floor = by_stage["api"]["efficiency"], by_stage["transport"]["efficiency"]
-            raw = by_stage[RAW_TRANSPORT]["efficiency"]
-            lines.append(
-                f"| {name} | {DATABASES[database]} | {api:.2f} | {floor:.2f} | {api / floor:.2f} | {raw:.2f} |"
-            )
+    for name, database, by_stage in stage_details(results):
+        api, floor = by_stage["api"]["efficiency"], by_stage["transport"]["efficiency"]
+        raw = by_stage[RAW_TRANSPORT]["efficiency"]
+        lines.append(f"| {name} | {database} | {api:.2f} | {floor:.2f} | {api / floor:.2f} | {raw:.2f} |")
     return [*lines, ""]
 
 
