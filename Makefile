@@ -13,7 +13,10 @@ server: PORT ?= 8765
 airflow: PORT ?= 8080
 airflow: WORKERS ?= 0
 
-.PHONY: demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium redis screenshot clean
+.PHONY: help demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium redis screenshot clean
+
+help:  ## this list: each target and what it does
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m tools.demo
@@ -33,11 +36,11 @@ bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 10
 airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(PORT) with a real scheduler (WORKERS=N: N Celery workers and Redis); writes .airflow/airflow.env for the CLI; Ctrl-C stops it
 	$(BIN)/python -m tools.local_stack --port $(PORT) --workers $(WORKERS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff's fixes and formatting, applied
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -84,9 +87,9 @@ postgres:  ## the PostgreSQL server binaries the warehouse tests start (Debian p
 	  fi; \
 	fi
 
-venv: $(STAMP)
+venv: $(STAMP)  ## the Airflow 3 venv (.venv) from the committed constraints
 
-venv-airflow2: $(STAMP2)
+venv-airflow2: $(STAMP2)  ## the Airflow 2.10 venv (.venv-airflow2)
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -110,5 +113,5 @@ _lock:
 	  .venv-lock/bin/pip freeze --exclude-editable; } > $(OUT)
 	rm -rf .venv-lock
 
-clean:
+clean:  ## remove .airflow, the run folders and outputs (keeps the database and the engine)
 	rm -rf .airflow data/runs data/output .pytest_cache

@@ -31,6 +31,9 @@ class ChunkInfo:
     file: str  # relative to the run folder, which each worker resolves on its own storage
     journeys: int
     sessions: int
+    # Its earliest session's date: the writer's report window starts there at the latest, known
+    # without reading the new rows back. None in a description written before it was recorded.
+    first_session_date: str | None = None
 
     @property
     def label(self) -> str:
@@ -73,19 +76,20 @@ def write_chunks(
     run sends no more requests than one packing of all its journeys: no half-empty request per
     chunk, which counts on a free account's 200 sessions per request.
     """
-    written: list[tuple[str, int, int]] = []
+    written: list[tuple[str, int, int, str]] = []
     buffer: list[ApiJourney] = []
     sessions = 0
+    first_date = ""
     request_journeys = request_sessions = 0
 
     def flush() -> None:
-        nonlocal buffer, sessions
+        nonlocal buffer, sessions, first_date
         name = chunk_file(len(written))
         with atomic_writer(run_dir / name) as handle:
             for journey in buffer:  # one by one: orjson keeps ~4 kB behind each result
                 handle.write(orjson.dumps(journey, option=orjson.OPT_APPEND_NEWLINE))
-        written.append((name, len(buffer), sessions))
-        buffer, sessions = [], 0
+        written.append((name, len(buffer), sessions, first_date))
+        buffer, sessions, first_date = [], 0, ""
 
     for journey in journeys:
         size = len(journey.sessions)
@@ -95,13 +99,16 @@ def write_chunks(
             request_journeys = request_sessions = 0
         buffer.append(journey_rows(journey))
         sessions += size
+        # A journey's sessions are in time order, their timestamps ISO: its first is its earliest.
+        journey_date = journey.sessions[0].timestamp[:10]
+        first_date = min(first_date, journey_date) if first_date else journey_date
         request_journeys += 1
         request_sessions += size
     if buffer:
         flush()
     return [
-        ChunkInfo(index=i, total=len(written), file=name, journeys=j, sessions=s)
-        for i, (name, j, s) in enumerate(written)
+        ChunkInfo(index=i, total=len(written), file=name, journeys=j, sessions=s, first_session_date=d)
+        for i, (name, j, s, d) in enumerate(written)
     ]
 
 

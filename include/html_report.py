@@ -247,7 +247,9 @@ def render(inputs: ReportInputs) -> bytes:
     sections = [
         f'<section><h2>Totals</h2><div class="cards">{_cards(summary, totals)}</div>'
         f'<p class="note">Cost and attributed revenue: sessions dated {first} .. {last} (the range with its '
-        f"look-back); conversions and their revenue: conversions dated {summary.start} .. {summary.end}.</p></section>",
+        f"look-back); conversions and their revenue: conversions dated {summary.start} .. {summary.end}. The "
+        "attributed revenue counts every conversion with sessions on those dates, also those outside the range "
+        "that other runs attributed, so it can exceed the range's revenue.</p></section>",
         "<section><h2>Channels</h2>"
         + _or_empty(totals, lambda: channel_chart(totals) + channel_table, no_rows)
         + '<p class="note">Sessions dated '

@@ -149,9 +149,17 @@ def write_step(
     chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
     check_complete(infos, chunk_results)
     expected = sum(c.sessions for c in infos)
+    first_dates = [c.first_session_date for c in infos]
+    rows_first_date = min(first_dates) if first_dates and None not in first_dates else None
     with target.open() as db:
         check = replace_range_attributions(
-            db, window.dates.start, window.dates.end, iter_rows(run_dir, chunk_results), SUM_TOLERANCE, expected
+            db,
+            window.dates.start,
+            window.dates.end,
+            iter_rows(run_dir, chunk_results),
+            SUM_TOLERANCE,
+            expected,
+            rows_first_date,
         )
     log.info(
         "stored %d attribution rows of %d conversions; max |sum ihc - 1| = %.6f",
@@ -247,6 +255,8 @@ def _summary(
         report_rows=report["rows"],
         report_cost=report["cost"],
         report_ihc_revenue=report["ihc_revenue"],
+        report_first=report["first"],
+        report_last=report["last"],
         csv_path=str(output_dir / CSV_FILE),
         engine_parameters=written.get("engine_parameters", []),
         run_csv_path=str(run_dir / CSV_FILE),

@@ -191,12 +191,22 @@ def resolve_date_range(start: object, end: object) -> DateRange:
     return DateRange(start_day.isoformat(), end_day.isoformat())
 
 
+def _env_date(name: str, default: str) -> str:
+    """A date param's default from the environment, checked where it is read: a bad one would
+    otherwise surface as the param's own error, naming neither the variable nor where it is set."""
+    raw = os.environ.get(name) or default
+    try:
+        return date.fromisoformat(raw.strip()).isoformat()
+    except ValueError:
+        raise SettingError(f"env {name}={raw!r} is not a date of the form YYYY-MM-DD") from None
+
+
 def default_start_date() -> str:
-    return os.environ.get("ATTRIBUTION_START_DATE") or SAMPLE_START_DATE
+    return _env_date("ATTRIBUTION_START_DATE", SAMPLE_START_DATE)
 
 
 def default_end_date() -> str:
-    return os.environ.get("ATTRIBUTION_END_DATE") or SAMPLE_END_DATE
+    return _env_date("ATTRIBUTION_END_DATE", SAMPLE_END_DATE)
 
 
 def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -239,13 +249,16 @@ def warehouse_lock_timeout_seconds() -> float:
     return _env_number("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60")
 
 
+DEADLINE_ENV = "ATTRIBUTION_RUN_DEADLINE_MINUTES"
+
+
 def run_deadline_minutes() -> float:
     """Minutes after a run was queued by which it should be done, else an alert (Airflow 3).
 
     Off (0) unless set: Airflow 3.3's ``dag.test()`` (``airflow dags test``, the demo) fails at
     the end of a successful run of a DAG that has a deadline; schedulers handle it (make airflow
     and docker compose set 120)."""
-    return _env_number("ATTRIBUTION_RUN_DEADLINE_MINUTES", "0")
+    return _env_number(DEADLINE_ENV, "0")
 
 
 def retry_delay_seconds() -> float:

@@ -9,6 +9,8 @@ import orjson
 from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
 
 SUMMARY_FILE = "summary.json"
+# The report's IHC revenue is by session date, over every attributed conversion.
+EVERY_CONVERSION = "(all conversions' sessions on those dates)"
 
 
 @dataclass
@@ -36,6 +38,10 @@ class RunSummary:
     run_csv_path: str = ""
     html_path: str = ""
     run_html_path: str = ""
+    # The session dates the report recomputed (the range with its look-back): the report's cost
+    # and IHC revenue cover every conversion with sessions on them, not only the range's.
+    report_first: str = ""
+    report_last: str = ""
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -57,9 +63,14 @@ class RunSummary:
                 f"  API requests (attempts)   {self.requests:>12,} ({self.attempts:,})",
                 f"  max |sum ihc - 1|         {self.max_sum_error:>12.6f}",
                 f"  revenue of conversions    {self.revenue:>12,.2f} EUR",
-                f"  report rows               {self.report_rows:>12,}",
+                *(
+                    [f"  report, session dates     {self.report_first} .. {self.report_last}"]
+                    if self.report_first
+                    else []
+                ),
+                f"  report rows recomputed    {self.report_rows:>12,}",
                 f"  report cost               {self.report_cost:>12,.2f} EUR",
-                f"  attributed revenue        {self.report_ihc_revenue:>12,.2f} EUR",
+                f"  report IHC revenue        {self.report_ihc_revenue:>12,.2f} EUR {EVERY_CONVERSION}",
                 f"  CSV                       {self.csv_path}",
                 *([f"  CSV of this run           {self.run_csv_path}"] if self.run_csv_path else []),
                 *([f"  HTML report               {self.html_path}"] if self.html_path else []),

@@ -21,13 +21,18 @@ def migrate_metadata_db(env: dict[str, str] | None = None) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def load_dag():
+def parse_dags():
+    """The project's dags folder parsed as the DAG processor does; import errors included."""
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 2.10
         from airflow.models.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
+    return DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags"))
+
+
+def load_dag():
+    bag = parse_dags()
     assert bag.import_errors == {}, bag.import_errors
     return bag, bag.dags[DAG_ID]
 

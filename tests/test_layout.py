@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,11 @@ def test_the_readme_lists_every_variable_with_its_declared_default() -> None:
     }
     assert rows.pop(settings.FAILURE_NOTIFIER) == "unset", "the notifier Variable is optional"
     assert {v.name: v.default for v in settings.VARIABLES} == {name: float(value) for name, value in rows.items()}
+
+
+def test_make_help_lists_every_target_with_what_it_does() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY: (.+)$", makefile, re.M).group(1).split())
+    done = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    described = {line.split()[0] for line in done.stdout.splitlines() if len(line.split()) > 1}
+    assert phony <= described, f"targets without a '## ...' description: {sorted(phony - described)}"

@@ -96,7 +96,7 @@ class LocalStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
-                "ATTRIBUTION_RUN_DEADLINE_MINUTES": os.environ.get("ATTRIBUTION_RUN_DEADLINE_MINUTES", "120"),
+                settings.DEADLINE_ENV: os.environ.get(settings.DEADLINE_ENV, "120"),
             }
             | self.extra_env
         )
@@ -169,7 +169,12 @@ class LocalStack:
 
     def write_cli_env(self, env: dict[str, str]) -> None:
         """The settings this stack adds to the environment, as a file to ``source`` before the
-        Airflow CLI (``airflow backfill create``, ``airflow variables set``) talks to it."""
+        Airflow CLI (``airflow backfill create``, ``airflow variables set``) talks to it.
+
+        Without the run deadline: ``airflow dags test`` runs the DAG in the CLI's own process, where
+        Airflow 3.3 fails a successful run of a DAG with a deadline at its end; the stack's
+        scheduler, which keeps it, handles it."""
+        env = {**env, settings.DEADLINE_ENV: "0"}
         lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v]
         lines += [f"unset {k}" for k in CONNECT_ARGS_KEYS if k not in env]
         header = f"# source {self.cli_env_file}: the Airflow CLI then works against the stack at {self.url}\n"

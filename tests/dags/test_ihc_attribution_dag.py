@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from include import settings
-from tests.airflow_helpers import load_dag
+from tests.airflow_helpers import load_dag, parse_dags
 from tools.local_airflow import AIRFLOW_3
 
 TASKS = [
@@ -97,6 +97,12 @@ def test_helper_modules_are_ignored_by_the_dag_processor():
     ignored = (settings.PROJECT_ROOT / "dags" / ".airflowignore").read_text().split()
     helpers = {p.name for p in (settings.PROJECT_ROOT / "dags").glob("*.py")} - {"ihc_attribution.py"}
     assert helpers == set(ignored)
+
+
+def test_a_malformed_date_default_fails_the_parse_naming_its_variable(monkeypatch):
+    monkeypatch.setenv("ATTRIBUTION_END_DATE", "2023-09-31")
+    [error] = parse_dags().import_errors.values()
+    assert "env ATTRIBUTION_END_DATE='2023-09-31' is not a date of the form YYYY-MM-DD" in error
 
 
 def test_no_deadline_unless_the_env_sets_one(dag):

@@ -266,6 +266,10 @@ def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attributi
         db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
     )
     assert third.first_session_date == "2023-08-30"
+    known = attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], 1e-3, 2, rows_first_date="2023-08-29"
+    )
+    assert known.first_session_date == "2023-08-29", "a date the caller knows is taken, not read back"
     assert report.report_window(RunWindow(DateRange("2023-09-05", "2023-09-07"), 1), "2023-08-01") == (
         "2023-08-01",
         "2023-09-07",

@@ -68,6 +68,15 @@ def test_write_chunks_without_journeys_writes_nothing(tmp_path):
     assert not (tmp_path / "chunks").exists() or not any((tmp_path / "chunks").iterdir())
 
 
+def test_write_chunks_records_each_chunks_earliest_session_date(tmp_path):
+    def journey(conv_id: str, day: str) -> Journey:
+        return Journey(conv_id, (Session(f"{conv_id}-s", f"user-{conv_id}", f"{day} 23:59:59", "Referral", 1, 0, 0),))
+
+    days = ["2023-09-03", "2023-08-28", "2023-09-05", "2023-09-04", "2023-09-06"]
+    chunks = write_chunks((journey(f"c{i}", day) for i, day in enumerate(days)), tmp_path, chunk_size=2)
+    assert [c.first_session_date for c in chunks] == ["2023-08-28", "2023-09-04", "2023-09-06"]
+
+
 def test_write_chunks_leaves_no_temp_files(tmp_path):
     write_chunks((make_journey(f"c{i}", 2) for i in range(5)), tmp_path, chunk_size=2)
     assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
@@ -94,6 +103,11 @@ def test_chunk_info_xcom_round_trip():
     assert data["label"] == "chunk 5/12 · 100 journeys"
     assert orjson.loads(orjson.dumps(data)) == data
     assert ChunkInfo.from_xcom(data) == info
+
+
+def test_chunk_info_from_an_earlier_xcom_has_no_first_session_date():
+    earlier = {"index": 0, "total": 1, "file": "chunks/chunk-0000.jsonl", "journeys": 3, "sessions": 5}
+    assert ChunkInfo.from_xcom(earlier).first_session_date is None
 
 
 def test_read_chunk_missing_file_names_the_path(tmp_path):

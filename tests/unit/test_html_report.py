@@ -56,6 +56,7 @@ def test_the_page_holds_every_section_and_no_reference_outside_it():
     assert '<td class="name">Paid → Organic ×2</td>' in page
     assert "2 other paths" in page
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page), "everything is inline"
+    assert "also those outside the range that other runs attributed" in page, "why it can exceed the revenue"
 
 
 def test_the_run_parameters_name_the_api_but_never_its_key():

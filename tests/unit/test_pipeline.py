@@ -67,6 +67,27 @@ def test_steps_attribute_the_window_and_summarise(sample_db, tmp_path, local_ser
     assert (tmp_path / "summary.json").is_file()
 
 
+def test_the_chunks_earliest_session_date_is_that_of_the_stored_rows(sample_db, tmp_path, local_server):
+    """The writer takes the new rows' earliest date from the chunk descriptions instead of
+    reading it back: both must agree, or the report would skip days whose attributions changed."""
+    chunks, results, _ = run_steps(sample_db, tmp_path, local_server)
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute("DELETE FROM attribution_customer_journey")
+    written = pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, chunks, results)
+    earlier = [{k: v for k, v in c.items() if k != "first_session_date"} for c in chunks]
+    with sqlite3.connect(sample_db) as conn:
+        conn.execute("DELETE FROM attribution_customer_journey")
+    read_back = pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, earlier, results)
+    with sqlite3.connect(sample_db) as conn:
+        stored = conn.execute(
+            "SELECT MIN(s.event_date) FROM attribution_customer_journey a "
+            "JOIN session_sources s ON s.session_id = a.session_id"
+        ).fetchone()[0]
+    assert len({c["first_session_date"] for c in chunks}) > 1
+    assert written["first_session_date"] == read_back["first_session_date"] == stored
+    assert min(c["first_session_date"] for c in chunks) == stored
+
+
 def test_a_failing_chunk_stops_the_step_and_writes_nothing(sample_db, tmp_path, local_server, server_config):
     server_config.faults.append(Fault("500", times=-1))
 

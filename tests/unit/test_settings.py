@@ -144,6 +144,13 @@ def test_default_dates_fall_back_to_the_sample_range(monkeypatch, value):
     assert settings.default_end_date() == settings.SAMPLE_END_DATE == "2023-09-07"
 
 
+@pytest.mark.parametrize("value", ["2023-09-31", "2023/09/01", "next monday"])
+def test_a_malformed_default_date_names_its_variable(monkeypatch, value):
+    monkeypatch.setenv("ATTRIBUTION_START_DATE", value)
+    with pytest.raises(settings.SettingError, match=f"env ATTRIBUTION_START_DATE='{value}' is not a date"):
+        settings.default_start_date()
+
+
 def test_data_dir_override_moves_everything_below_it(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTRIBUTION_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.delenv("ATTRIBUTION_WORK_DIR", raising=False)

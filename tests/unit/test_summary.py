@@ -69,6 +69,16 @@ def test_text_contains_the_key_numbers():
     assert any(line.split()[0] == "chunks" and line.split()[1] == "5" for line in lines)
 
 
+def test_text_says_which_session_dates_the_report_figures_cover():
+    """A short range's report covers its look-back too, where sessions of conversions outside the
+    range count: its IHC revenue can exceed the range's revenue, and the text says why."""
+    lines = make_summary(report_first="2023-08-02", report_last="2023-09-07").text().splitlines()
+    assert "  report, session dates     2023-08-02 .. 2023-09-07" in lines
+    revenue = next(line for line in lines if line.split()[:3] == ["report", "IHC", "revenue"])
+    assert "112,345.60 EUR (all conversions' sessions on those dates)" in revenue
+    assert not any("session dates" in line for line in make_summary().text().splitlines())
+
+
 def test_text_names_the_local_engine_parameters_only_when_there_are_some():
     assert "local engine parameters" not in make_summary().text()
     text = make_summary(engine_parameters=["/data/engine/default.json"]).text()
