@@ -58,7 +58,7 @@ RETRIES = {
 
 
 @dag(
-    dag_id="ihc_attribution",
+    dag_id=settings.DAG_ID,
     description="IHC marketing attribution of a date range's conversions: journeys, API, channel report, CSV",
     # One run per finished UTC day, logical date = that day, on both Airflow lines (3.x's
     # "@daily" would be a trigger timetable whose logical date is the day just starting).

@@ -151,7 +151,7 @@ def replace_range_attributions(
     Also returns the earliest session date of the old or new rows: the report must be rebuilt
     from there, even when the look-back was longer on an earlier run. The new rows' date is
     ``rows_first_date`` when the caller knows it (the chunk descriptions record it), else read
-    back: a join of every new row to its session, as slow as the insert on PostgreSQL.
+    back, a lookup per new row (chunk descriptions written before they recorded the date).
     """
     params = {"start": start, "end": end}
     with db.transaction():

@@ -24,7 +24,7 @@ from include.run_config import RunConfig
 from include.summary import RunSummary
 
 REPORT_FILE = "report.html"
-CHART_IDS = ("chart-channels", "chart-trend", "chart-models")
+CHANNEL_CHART, TREND_CHART, MODEL_CHART = CHART_IDS = ("chart-channels", "chart-trend", "chart-models")
 
 MODEL_LABELS = {
     "ihc": "IHC",
@@ -140,7 +140,7 @@ def channel_chart(totals: Sequence[ChannelTotals]) -> str:
         ]
     )
     figure.update_layout(barmode="group", height=max(320, 42 * len(totals)), yaxis={"autorange": "reversed"})
-    return _figure_html(figure, "chart-channels", "Cost and IHC-attributed revenue by channel (EUR)")
+    return _figure_html(figure, CHANNEL_CHART, "Cost and IHC-attributed revenue by channel (EUR)")
 
 
 def trend_chart(days: Sequence[tuple[str, float, float]]) -> str:
@@ -154,7 +154,7 @@ def trend_chart(days: Sequence[tuple[str, float, float]]) -> str:
         ]
     )
     figure.update_layout(height=360)
-    return _figure_html(figure, "chart-trend", "Daily cost and IHC-attributed revenue (EUR, by session date)")
+    return _figure_html(figure, TREND_CHART, "Daily cost and IHC-attributed revenue (EUR, by session date)")
 
 
 def comparison_chart(credits: Sequence[ModelCredit], channels: Sequence[str]) -> str:
@@ -166,7 +166,7 @@ def comparison_chart(credits: Sequence[ModelCredit], channels: Sequence[str]) ->
         ]
     )
     figure.update_layout(barmode="group", height=420)
-    return _figure_html(figure, "chart-models", "Conversions credited to each channel, by attribution model")
+    return _figure_html(figure, MODEL_CHART, "Conversions credited to each channel, by attribution model")
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str, numeric_from: int = 1) -> str:

@@ -97,11 +97,6 @@ def iter_requests(journeys: Iterable[ApiJourney], limits: RequestLimits) -> Iter
         yield current
 
 
-def pack_requests(journeys: Iterable[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
-    """All the requests of ``journeys`` at once (iter_requests)."""
-    return list(iter_requests(journeys, RequestLimits(max_journeys, max_sessions)))
-
-
 ROUNDING_SLACK = 1e-4
 # A share may stray this far outside [0, 1] by float rounding.
 SHARE_LOW, SHARE_HIGH = -1e-9, 1 + 1e-9
@@ -139,14 +134,16 @@ class ApiTarget:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    max_journeys_per_request: int = 100
-    max_sessions_per_request: int = 3000
-    concurrency: int = 4
-    timeout_seconds: float = 60.0
-    max_attempts: int = 5
-    backoff_seconds: float = 0.5
+    """The client's settings; each run's come from the Variables (include.run_config)."""
+
+    max_journeys_per_request: int = cfg.MAX_JOURNEYS_PER_REQUEST.default
+    max_sessions_per_request: int = cfg.MAX_SESSIONS_PER_REQUEST.default
+    concurrency: int = cfg.REQUEST_CONCURRENCY.default
+    timeout_seconds: float = cfg.REQUEST_TIMEOUT_SECONDS.default
+    max_attempts: int = cfg.MAX_ATTEMPTS.default
+    backoff_seconds: float = cfg.BACKOFF_SECONDS.default
     max_backoff_seconds: float = 30.0
-    budget_seconds: float = 1800.0
+    budget_seconds: float = cfg.CHUNK_BUDGET_SECONDS.default
 
 
 def target_from_connection(
@@ -250,9 +247,12 @@ def _snippet(body: bytes) -> str:
 
 def _failed_conversions(body: dict, sent: dict[str, ApiJourney]) -> set[str]:
     failed: set[str] = set()
-    for item in body.get("partialFailureErrors") or []:
+    items = body.get("partialFailureErrors") or []
+    if not isinstance(items, list):
+        raise _RetryableError(f"partialFailureErrors is not a list: {str(items)[:BODY_SNIPPET]}")
+    for item in items:
         conv_id = item.get("conversion_id") if isinstance(item, dict) else None
-        if conv_id not in sent:
+        if not isinstance(conv_id, str) or conv_id not in sent:
             raise _RetryableError(f"partialFailureErrors names an unknown journey: {str(item)[:BODY_SNIPPET]}")
         failed.add(conv_id)
     return failed

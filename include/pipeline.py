@@ -35,7 +35,7 @@ from include.report import rebuild_report, report_rows, report_rows_between, rep
 from include.run_config import RunConfig
 from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, expired_runs, remove_folder
 from include.schema import init_schema
-from include.settings import MAX_JOURNEYS_PER_REQUEST, MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
+from include.settings import MAX_BAD_ROW_SHARE, MAX_JOURNEYS_PER_REQUEST, MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
 from include.summary import RunSummary
 from include.warehouse import Warehouse, WarehouseTarget
 
@@ -72,7 +72,7 @@ def journeys_step(
     run_dir: StoragePath,
     chunk_size: int,
     max_sessions: int,
-    max_bad_row_share: float = 0.05,
+    max_bad_row_share: float = MAX_BAD_ROW_SHARE.default,
     max_journeys: int = MAX_JOURNEYS_PER_REQUEST.default,
 ) -> tuple[list[dict], dict]:
     """Chunk descriptions for the mapped task, and the journey statistics for the run summary."""

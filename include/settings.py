@@ -21,6 +21,7 @@ SAMPLE_START_DATE = "2023-09-01"
 SAMPLE_END_DATE = "2023-09-07"
 
 API_POOL = "ihc_api"
+DAG_ID = "ihc_attribution"
 API_CONN_ID = "ihc_api"
 WAREHOUSE_CONN_ID = "ihc_warehouse"
 
@@ -180,14 +181,17 @@ def parse_date_param(name: str, raw: object) -> date:
     try:
         return date.fromisoformat(str(raw).strip())
     except ValueError:
-        raise SettingError(f"param {name}={raw!r} is not a date of the form YYYY-MM-DD") from None
+        raise SettingError(f"{name}={raw!r} is not a date of the form YYYY-MM-DD") from None
 
 
-def resolve_date_range(start: object, end: object) -> DateRange:
-    start_day = parse_date_param("start_date", start)
-    end_day = parse_date_param("end_date", end)
+def resolve_date_range(
+    start: object, end: object, names: tuple[str, str] = ("param start_date", "param end_date")
+) -> DateRange:
+    """The range of two dates; ``names`` are how errors call them (the DAG's params by default)."""
+    start_day = parse_date_param(names[0], start)
+    end_day = parse_date_param(names[1], end)
     if end_day < start_day:
-        raise SettingError(f"param end_date={end_day} is before param start_date={start_day}")
+        raise SettingError(f"{names[1]}={end_day} is before {names[0]}={start_day}")
     return DateRange(start_day.isoformat(), end_day.isoformat())
 
 
@@ -237,11 +241,15 @@ def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str
 
 
 def _env_number(name: str, default: str) -> float:
+    """A duration from the environment: a finite number, 0 or more."""
     raw = os.environ.get(name, default)
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingError(f"env {name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise SettingError(f"env {name}={raw!r} must be a finite number of 0 or more")
+    return value
 
 
 def warehouse_lock_timeout_seconds() -> float:

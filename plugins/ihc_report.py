@@ -23,7 +23,7 @@ from include import settings
 from include.html_report import REPORT_FILE
 from include.runfiles import read_bytes, run_folder_name
 
-DAG_ID = "ihc_attribution"
+DAG_ID = settings.DAG_ID
 PREFIX = "/ihc-report"
 
 

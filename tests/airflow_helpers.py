@@ -9,7 +9,7 @@ from pathlib import Path
 
 from include import settings
 
-DAG_ID = "ihc_attribution"
+DAG_ID = settings.DAG_ID
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 

@@ -7,11 +7,25 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from include.ihc_client import ApiJourney, ApiTarget, Attribution, ClientSettings, attribute_journeys, journey_rows
+from include.ihc_client import (
+    ApiJourney,
+    ApiTarget,
+    Attribution,
+    ClientSettings,
+    RequestLimits,
+    attribute_journeys,
+    iter_requests,
+    journey_rows,
+)
 from include.journeys import Journey
 from include.records import Session
 
 CHANNELS = ("FB & IG Ads", "Direct Traffic", "Paid Search Brand")
+
+
+def pack_requests(journeys: Iterable[ApiJourney], max_journeys: int, max_sessions: int) -> list[list[ApiJourney]]:
+    """All the requests of ``journeys`` at once, as the client packs them (iter_requests)."""
+    return list(iter_requests(journeys, RequestLimits(max_journeys, max_sessions)))
 
 
 def journey(conversion_id: str, sessions: int, start: str = "2023-09-01 08:00:00", step_hours: int = 5) -> ApiJourney:

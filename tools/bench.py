@@ -167,7 +167,7 @@ def stage_main(argv: list[str]) -> None:
         detail: dict = {}
     elif args.stage == "journeys":
         extracted = pipeline.extract_step(db, WINDOW, run_dir)
-        chunks, stats = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, 3000)
+        chunks, stats = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, CLIENT.max_sessions_per_request)
         state.write_text(json.dumps({"extracted": extracted, "chunks": chunks, "stats": stats}))
         detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
     elif args.stage == "train":
@@ -284,15 +284,14 @@ def dag_run(db: Path, work: Path, url: str) -> Measure:
         | {"ATTRIBUTION_DATA_DIR": str(work / "dag-data"), "AIRFLOW_VAR_IHC_REQUEST_CONCURRENCY": str(CONCURRENCY)}
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
-    log = (work / "dag-run.log").open("w")
-    for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC"]):
-        subprocess.run([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     conf = json.dumps({"start_date": settings.SAMPLE_START_DATE, "end_date": settings.SAMPLE_END_DATE})
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [airflow, "dags", "test", "ihc_attribution", "-c", conf], env=env, stdout=log, stderr=log
-    )
-    _, status, usage = os.wait4(process.pid, 0)
+    with (work / "dag-run.log").open("w") as log:
+        for args in (["db", "migrate"], ["pools", "set", settings.API_POOL, "4", "IHC"]):
+            subprocess.run([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        started = time.perf_counter()
+        command = [airflow, "dags", "test", settings.DAG_ID, "-c", conf]
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"the DAG run failed; see {work / 'dag-run.log'}")
     return Measure("whole DAG run (airflow dags test)", time.perf_counter() - started, usage.ru_maxrss / 1024, {})

@@ -24,7 +24,6 @@ from tools import engine_parameters
 from tools.engine_training import ensure_default
 from tools.local_airflow import airflow_env, airflow_home, local_api_connection
 
-DAG_ID = "ihc_attribution"
 LOG_TAIL = 60
 
 
@@ -84,7 +83,7 @@ def main() -> int:
             print(f"local IHC server on {settings.local_api_url(port=port)}; running the DAG ...", flush=True)
             conf = {"start_date": settings.default_start_date(), "end_date": settings.default_end_date()}
             started = time.time()
-            code = airflow_cli("dags", "test", DAG_ID, "-c", orjson.dumps(conf).decode())
+            code = airflow_cli("dags", "test", settings.DAG_ID, "-c", orjson.dumps(conf).decode())
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 
 from include import settings
+from include.runfiles import atomic_write_bytes
 from tools.ihc_engine import PHASES, EngineParameters
 
 FORMAT_VERSION = 1
@@ -75,12 +76,11 @@ def file_for(folder: Path, conv_type_id: str) -> Path:
 
 
 def write(folder: Path, parameter_file: ParameterFile) -> Path:
-    """Write atomically (temporary name, then rename): a reader never sees half a file."""
+    """Write atomically (a temporary file of its own, then rename): a reader never sees half a
+    file, and two trainings at once (make demo beside make airflow) never share one."""
     path = file_for(folder, parameter_file.conv_type_id)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(parameter_file.to_json())
-    tmp.replace(path)
+    atomic_write_bytes(path, parameter_file.to_json())
     return path
 
 

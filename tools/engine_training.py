@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             trained = ensure_default(folder)
         else:
             target = warehouse_target(args.warehouse or str(sample_warehouse()))
-            window = settings.resolve_date_range(args.start, args.end)
+            window = settings.resolve_date_range(args.start, args.end, ("--start", "--end"))
             trained = train_and_write(target, window, args.conv_type, args.lookback_days, folder)
     except (TrainingError, WarehouseError, ParameterFileError, SettingError) as exc:
         print(f"engine training failed: {exc}", file=sys.stderr)

@@ -31,8 +31,14 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from include.ihc_client import ENGINE_PARAMETERS_HEADER, REQUEST_FIELDS
-from include.settings import LOCAL_API_HOST, LOCAL_API_KEY, LOCAL_API_PORT
+from include.ihc_client import COMPUTE_PATH, ENGINE_PARAMETERS_HEADER, REQUEST_FIELDS
+from include.settings import (
+    LOCAL_API_HOST,
+    LOCAL_API_KEY,
+    LOCAL_API_PORT,
+    MAX_JOURNEYS_PER_REQUEST,
+    MAX_SESSIONS_PER_REQUEST,
+)
 from tools import engine_parameters
 from tools.engine_parameters import ParameterFile, ParameterFileError
 from tools.ihc_engine import PHASES, EngineParameters, RedistributionRule, Touchpoint, attribute_journey
@@ -70,8 +76,9 @@ class Fault:
 @dataclass
 class ServerConfig:
     api_key: str = LOCAL_API_KEY
-    max_journeys: int = 100
-    max_sessions: int = 3000
+    # The API's limits per request, which the Variables' defaults follow.
+    max_journeys: int = MAX_JOURNEYS_PER_REQUEST.default
+    max_sessions: int = MAX_SESSIONS_PER_REQUEST.default
     latency_seconds: float = 0.0
     faults: list[Fault] = field(default_factory=list)
     parameters: dict[str, ParameterFile] = field(default_factory=dict)
@@ -347,7 +354,7 @@ CONTROL_PATH = "/local/faults"
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CONFIG] = config
-    app.router.add_post("/v1/compute_ihc", compute_ihc)
+    app.router.add_post(COMPUTE_PATH, compute_ihc)
     app.router.add_route("GET", CONTROL_PATH, control_faults)
     app.router.add_route("PUT", CONTROL_PATH, control_faults)
     return app
@@ -403,8 +410,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=engine_parameters.engine_dir(),
         help=f"folder of the parameter files, one per conversion type (env {engine_parameters.ENGINE_DIR_ENV})",
     )
-    parser.add_argument("--max-journeys", type=int, default=100, help="journeys per request")
-    parser.add_argument("--max-sessions", type=int, default=3000, help="sessions per request")
+    parser.add_argument("--max-journeys", type=int, default=ServerConfig.max_journeys, help="journeys per request")
+    parser.add_argument("--max-sessions", type=int, default=ServerConfig.max_sessions, help="sessions per request")
     parser.add_argument(
         "--latency-ms",
         type=float,

@@ -191,10 +191,10 @@ class LocalStack:
     def _start(self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         log_dir = self.home / "stack"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = (log_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
-        )
+        with (log_dir / f"{name}.log").open("ab") as log:  # the process keeps its own copy
+            self.processes[name] = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+            )
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

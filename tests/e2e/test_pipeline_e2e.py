@@ -16,11 +16,12 @@ import orjson
 import pytest
 
 from include import extract, schema, settings, warehouse
-from include.ihc_client import journey_rows, pack_requests
+from include.ihc_client import journey_rows
 from include.journeys import JourneyStats, build_journeys
 from include.runfiles import run_directory
 from include.summary import SUMMARY_FILE, RunSummary
 from tests.airflow_helpers import asset_event_uris
+from tests.api_rows import pack_requests
 from tests.e2e.conftest import CHUNK_SIZE, END, START, run, succeeded, task_instances
 from tools.local_server import Fault
 

@@ -21,7 +21,7 @@ from tests.airflow_helpers import empty_outputs, snapshot
 from tests.airflow_rest import AirflowApi
 from tools.local_stack import LOGIN, LocalStack
 
-DAG_ID = "ihc_attribution"
+DAG_ID = settings.DAG_ID
 ATTEMPTS = 2
 
 

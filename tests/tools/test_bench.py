@@ -11,9 +11,10 @@ import pytest
 
 from include import warehouse
 from include.chunks import write_chunks
-from include.ihc_client import RequestLimits, journey_rows, pack_requests
+from include.ihc_client import RequestLimits, journey_rows
 from include.journeys import Journey
 from include.records import Session
+from tests.api_rows import pack_requests
 from tools import bench
 from tools.sample_data import SampleSpec
 

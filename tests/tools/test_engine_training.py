@@ -209,6 +209,13 @@ def test_a_missing_warehouse_fails_naming_it(tmp_path):
     assert not (tmp_path / "engine").exists()
 
 
+def test_a_malformed_date_flag_is_named_as_the_flag(generated_sqlite, tmp_path):
+    done = train_cli("--warehouse", str(generated_sqlite), "--start", "2023-09-31", out=tmp_path / "engine")
+    assert done.returncode == 1
+    assert "--start='2023-09-31' is not a date of the form YYYY-MM-DD" in done.stderr
+    assert not (tmp_path / "engine").exists()
+
+
 @pytest.fixture
 def sample_data_dir(sample_db_template: Path, tmp_path: Path, monkeypatch) -> Path:
     """A data folder holding a copy of the sample, as ATTRIBUTION_DATA_DIR; its database path."""

@@ -15,9 +15,10 @@ from include.chunks import (
     read_chunk,
     write_chunks,
 )
-from include.ihc_client import RequestLimits, journey_rows, pack_requests
+from include.ihc_client import RequestLimits, journey_rows
 from include.journeys import Journey
 from include.records import Session
+from tests.api_rows import pack_requests
 
 
 def make_journey(conv_id: str, n_sessions: int) -> Journey:

@@ -19,7 +19,6 @@ from include.ihc_client import (
     _RetryableError,
     backoff_delay,
     journey_rows,
-    pack_requests,
     parse_retry_after,
     target_from_connection,
     validate_answer,
@@ -27,7 +26,7 @@ from include.ihc_client import (
 from include.journeys import Journey
 from include.records import Session
 from include.settings import LOCAL_API_KEY, SettingError
-from tests.api_rows import attribute_collecting, journey
+from tests.api_rows import attribute_collecting, journey, pack_requests
 from tools.local_server import Fault, ServerConfig
 
 FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attempts=3, timeout_seconds=5)
@@ -331,6 +330,11 @@ def mutated(change) -> dict:
             {"value": good_rows(), "partialFailureErrors": [{"conversion_id": "c7"}]},
             r"unknown journey.*c7",
         ),
+        (
+            {"value": good_rows(), "partialFailureErrors": [{"conversion_id": ["c1"]}]},
+            r"unknown journey.*\['c1'\]",
+        ),
+        ({"value": good_rows(), "partialFailureErrors": 5}, r"partialFailureErrors is not a list: 5"),
     ],
     ids=[
         "missing-session",
@@ -349,6 +353,8 @@ def mutated(change) -> dict:
         "no-value",
         "not-an-object",
         "unknown-partial-failure",
+        "unhashable-partial-failure",
+        "partial-failures-not-a-list",
     ],
 )
 def test_validate_answer_rejects_bad_answers(body: object, pattern: str) -> None:

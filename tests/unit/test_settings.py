@@ -195,3 +195,18 @@ def test_directories_of_another_environment(monkeypatch, tmp_path):
     assert settings.work_base(other) == str(tmp_path / "d" / "runs")
     assert settings.output_dir(other) == tmp_path / "d" / "output"
     assert settings.work_base({**other, "ATTRIBUTION_WORK_DIR": "s3://b/runs"}) == "s3://b/runs"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("soon", "is not a number"),
+        ("inf", "must be a finite number"),
+        ("nan", "must be a finite number"),
+        ("-1", "must be a finite number of 0 or more"),
+    ],
+)
+def test_a_duration_from_the_environment_names_its_variable(monkeypatch, value, why):
+    monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", value)
+    with pytest.raises(settings.SettingError, match=f"env ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS='{value}' {why}"):
+        settings.warehouse_lock_timeout_seconds()
