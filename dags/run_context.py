@@ -77,7 +77,7 @@ def run_dir(context: dict) -> StoragePath:
         return run_directory(ObjectStoragePath(base, conn_id=settings.work_conn_id()), context["run_id"])
     except (ValueError, TypeError) as exc:
         raise SettingError(
-            f"ATTRIBUTION_WORK_DIR={base!r} is not usable through Airflow's object storage ({exc}); "
+            f"{settings.WORK_DIR_ENV}={base!r} is not usable through Airflow's object storage ({exc}); "
             "s3:// needs apache-airflow-providers-amazon, gs:// the google provider, abfs:// the azure one"
         ) from exc
 

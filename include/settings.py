@@ -213,8 +213,13 @@ def default_end_date() -> str:
     return _env_date("ATTRIBUTION_END_DATE", SAMPLE_END_DATE)
 
 
+DATA_DIR_ENV = "ATTRIBUTION_DATA_DIR"
+WORK_DIR_ENV = "ATTRIBUTION_WORK_DIR"
+OUTPUT_DIR_ENV = "ATTRIBUTION_OUTPUT_DIR"
+
+
 def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get("ATTRIBUTION_DATA_DIR") or PROJECT_ROOT / "data")
+    return Path(environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data")
 
 
 def default_warehouse_path() -> Path:
@@ -224,7 +229,7 @@ def default_warehouse_path() -> Path:
 def work_base(environ: Mapping[str, str] = os.environ) -> str:
     """Root of the run folders (extract, chunk and result files): a local folder, or an object
     storage URL such as s3://bucket/prefix that every worker reaches."""
-    return environ.get("ATTRIBUTION_WORK_DIR") or str(data_dir(environ) / "runs")
+    return environ.get(WORK_DIR_ENV) or str(data_dir(environ) / "runs")
 
 
 def work_conn_id() -> str | None:
@@ -233,7 +238,7 @@ def work_conn_id() -> str | None:
 
 
 def output_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get("ATTRIBUTION_OUTPUT_DIR") or data_dir(environ) / "output")
+    return Path(environ.get(OUTPUT_DIR_ENV) or data_dir(environ) / "output")
 
 
 def local_api_url(host: str = LOCAL_API_HOST, port: int = LOCAL_API_PORT) -> str:
@@ -252,9 +257,12 @@ def _env_number(name: str, default: str) -> float:
     return value
 
 
+LOCK_TIMEOUT_ENV = "ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS"
+
+
 def warehouse_lock_timeout_seconds() -> float:
     """How long a warehouse write waits for another writer's lock before it fails."""
-    return _env_number("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "60")
+    return _env_number(LOCK_TIMEOUT_ENV, "60")
 
 
 DEADLINE_ENV = "ATTRIBUTION_RUN_DEADLINE_MINUTES"

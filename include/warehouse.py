@@ -256,7 +256,7 @@ def explain(exc: BaseException, label: str, *, file_based: bool) -> WarehouseErr
     if meaning == LOCKED:
         return WarehouseError(
             f"warehouse {label} is locked by another writer for longer than the lock timeout "
-            f"({settings.warehouse_lock_timeout_seconds():g} s, env ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS)"
+            f"({settings.warehouse_lock_timeout_seconds():g} s, env {settings.LOCK_TIMEOUT_ENV})"
         )
     return WarehouseError(f"warehouse {label}: {message}")
 

@@ -281,7 +281,7 @@ def dag_run(db: Path, work: Path, url: str) -> Measure:
         airflow_env(home)
         | local_api_connection(url, settings.LOCAL_API_KEY)
         | connection_env(settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(db)})
-        | {"ATTRIBUTION_DATA_DIR": str(work / "dag-data"), "AIRFLOW_VAR_IHC_REQUEST_CONCURRENCY": str(CONCURRENCY)}
+        | {settings.DATA_DIR_ENV: str(work / "dag-data"), "AIRFLOW_VAR_IHC_REQUEST_CONCURRENCY": str(CONCURRENCY)}
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
     conf = json.dumps({"start_date": settings.SAMPLE_START_DATE, "end_date": settings.SAMPLE_END_DATE})

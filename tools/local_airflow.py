@@ -80,7 +80,11 @@ def local_api_connection(url: str, api_key: str, conv_type_id: str = settings.DE
     )
 
 
+# The name a Celery worker of the local stack reports as its hostname.
+WORKER_NAME_ENV = "ATTRIBUTION_WORKER_NAME"
+
+
 def worker_hostname() -> str:
     """Airflow's ``hostname_callable`` for the local stack's Celery workers: the worker's name, so
     task instances show which of the workers sharing this machine ran them."""
-    return os.environ.get("ATTRIBUTION_WORKER_NAME") or socket.getfqdn()
+    return os.environ.get(WORKER_NAME_ENV) or socket.getfqdn()

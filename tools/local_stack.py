@@ -37,7 +37,14 @@ from include import settings
 from tools import engine_parameters
 from tools.demo import free_port, wait_for_port
 from tools.engine_training import ensure_default
-from tools.local_airflow import CONNECT_ARGS_KEYS, airflow_env, airflow_home, connection_env, local_api_connection
+from tools.local_airflow import (
+    CONNECT_ARGS_KEYS,
+    WORKER_NAME_ENV,
+    airflow_env,
+    airflow_home,
+    connection_env,
+    local_api_connection,
+)
 
 LOGIN = ("airflow", "airflow")
 COMPONENTS = ("scheduler", "dag-processor", "triggerer")
@@ -133,10 +140,10 @@ class LocalStack:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.worker_hostname",
             "PYTHONPATH": os.pathsep.join([str(code), str(code / "dags")]),
-            "ATTRIBUTION_DATA_DIR": str(home / "data"),
-            "ATTRIBUTION_WORK_DIR": settings.work_base(env),
-            "ATTRIBUTION_OUTPUT_DIR": str(settings.output_dir(env)),
-            "ATTRIBUTION_WORKER_NAME": f"worker-{number}",
+            settings.DATA_DIR_ENV: str(home / "data"),
+            settings.WORK_DIR_ENV: settings.work_base(env),
+            settings.OUTPUT_DIR_ENV: str(settings.output_dir(env)),
+            WORKER_NAME_ENV: f"worker-{number}",
         }
 
     def _start_workers(self, env: dict[str, str]) -> None:
