@@ -54,6 +54,11 @@ def newest_summary(since: float) -> RunSummary | None:
 
 
 def main() -> int:
+    try:
+        conf = {"start_date": settings.default_start_date(), "end_date": settings.default_end_date()}
+    except settings.SettingError as exc:
+        print(f"demo not started: {exc}", file=sys.stderr)
+        return 1
     home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "demo.log"
@@ -81,7 +86,6 @@ def main() -> int:
         try:
             wait_for_port(port, server)
             print(f"local IHC server on {settings.local_api_url(port=port)}; running the DAG ...", flush=True)
-            conf = {"start_date": settings.default_start_date(), "end_date": settings.default_end_date()}
             started = time.time()
             code = airflow_cli("dags", "test", settings.DAG_ID, "-c", orjson.dumps(conf).decode())
         finally:
