@@ -79,17 +79,18 @@ def write_chunks(
     written: list[tuple[str, int, int, str]] = []
     buffer: list[ApiJourney] = []
     sessions = 0
-    first_date = ""
     request_journeys = request_sessions = 0
 
     def flush() -> None:
-        nonlocal buffer, sessions, first_date
+        nonlocal buffer, sessions
         name = chunk_file(len(written))
         with atomic_writer(run_dir / name) as handle:
             for journey in buffer:  # one by one: orjson keeps ~4 kB behind each result
                 handle.write(orjson.dumps(journey, option=orjson.OPT_APPEND_NEWLINE))
+        # A journey's rows are in time order, their timestamps ISO: its first is its earliest.
+        first_date = min(journey[0]["timestamp"] for journey in buffer)[:10]
         written.append((name, len(buffer), sessions, first_date))
-        buffer, sessions, first_date = [], 0, ""
+        buffer, sessions = [], 0
 
     for journey in journeys:
         size = len(journey.sessions)
@@ -99,9 +100,6 @@ def write_chunks(
             request_journeys = request_sessions = 0
         buffer.append(journey_rows(journey))
         sessions += size
-        # A journey's sessions are in time order, their timestamps ISO: its first is its earliest.
-        journey_date = journey.sessions[0].timestamp[:10]
-        first_date = min(first_date, journey_date) if first_date else journey_date
         request_journeys += 1
         request_sessions += size
     if buffer:

@@ -150,7 +150,7 @@ def write_step(
     check_complete(infos, chunk_results)
     expected = sum(c.sessions for c in infos)
     first_dates = [c.first_session_date for c in infos]
-    rows_first_date = min(first_dates) if first_dates and None not in first_dates else None
+    rows_first_date = None if None in first_dates else min(first_dates, default=None)
     with target.open() as db:
         check = replace_range_attributions(
             db,

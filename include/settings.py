@@ -198,11 +198,7 @@ def resolve_date_range(
 def _env_date(name: str, default: str) -> str:
     """A date param's default from the environment, checked where it is read: a bad one would
     otherwise surface as the param's own error, naming neither the variable nor where it is set."""
-    raw = os.environ.get(name) or default
-    try:
-        return date.fromisoformat(raw.strip()).isoformat()
-    except ValueError:
-        raise SettingError(f"env {name}={raw!r} is not a date of the form YYYY-MM-DD") from None
+    return parse_date_param(f"env {name}", os.environ.get(name) or default).isoformat()
 
 
 def default_start_date() -> str:

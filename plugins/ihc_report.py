@@ -23,16 +23,15 @@ from include import settings
 from include.html_report import REPORT_FILE
 from include.runfiles import read_bytes, run_folder_name
 
-DAG_ID = settings.DAG_ID
 PREFIX = "/ihc-report"
 
 
 def may_read_runs(user: Annotated[object, Depends(get_user)]) -> None:
     allowed = get_auth_manager().is_authorized_dag(
-        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=settings.DAG_ID), user=user
     )
     if not allowed:
-        raise HTTPException(403, f"not allowed to read the runs of {DAG_ID}")
+        raise HTTPException(403, f"not allowed to read the runs of {settings.DAG_ID}")
 
 
 app = FastAPI(
@@ -58,8 +57,8 @@ def latest_report() -> Response:
 
 @app.get("/dags/{dag_id}/runs/{run_id}")
 def run_report(dag_id: str, run_id: str) -> Response:
-    if dag_id != DAG_ID:
-        raise HTTPException(404, f"{dag_id} writes no attribution report; {DAG_ID} does")
+    if dag_id != settings.DAG_ID:
+        raise HTTPException(404, f"{dag_id} writes no attribution report; {settings.DAG_ID} does")
     base = ObjectStoragePath(settings.work_base(), conn_id=settings.work_conn_id())
     return _report(base / run_folder_name(run_id) / REPORT_FILE)
 

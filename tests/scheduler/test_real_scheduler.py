@@ -17,11 +17,10 @@ import pytest
 
 from include import extract, schema, settings, warehouse
 from include.journeys import JourneyStats, build_journeys
-from tests.airflow_helpers import empty_outputs, snapshot
+from tests.airflow_helpers import DAG_ID, empty_outputs, snapshot
 from tests.airflow_rest import AirflowApi
 from tools.local_stack import LOGIN, LocalStack
 
-DAG_ID = settings.DAG_ID
 ATTEMPTS = 2
 
 
