@@ -8,18 +8,22 @@ and ROAS.
 
 `attribute_chunk` is mapped over chunk files: one task instance per chunk, named
 `chunk i/n · k journeys`, each retried on its own with exponential backoff, in pool `ihc_api`.
-Every other step is idempotent and retried too; a bad param, Variable or input, or a request the
-API refuses, fails at once.
+Every other step is idempotent and retried too. Errors are classed by type for every task
+(`dags/run_context.py`): a final one (a bad setting, input past its threshold, a request the API
+refuses, a schema that does not fit) fails the task at once; any other is retried.
 
 **Date range**: a manual run uses the params `start_date` / `end_date` (conversion dates,
 inclusive); a scheduled or backfill run uses its logical date.
 **Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
 `ihc_request_concurrency`, `ihc_lookback_days`, `ihc_run_retention_days` and the retry knobs
-(README). `init_db` reads them, the params and the `ihc_api` connection once; every task gets that
-run configuration by XCom. `ihc_failure_notifier` (optional) names the notifier a failed task calls.
+(README), each with its bounds. `init_db` checks the params, the trigger conf, every Variable,
+both connections and the folders before anything is read or written, names every problem in one
+error, and hands the run configuration to every task by XCom. `ihc_failure_notifier`
+(optional) names the notifier a failed task calls.
 **Connections**: `ihc_api` (base URL, key in the password, `conv_type_id` in extra) and
-`ihc_warehouse` (type postgres for a PostgreSQL warehouse, else the SQLite file in host); without
-them the local server and `data/challenge.db`.
+`ihc_warehouse` (type postgres, or sqlite with the file in host); a set connection is used or the
+run fails. Without them: the local server, and the sample database `data/challenge.db`, which the
+log, summary and report then name.
 **Assets**: `ihc://warehouse/attribution_customer_journey`, `ihc://warehouse/channel_reporting`,
 `ihc://output/channel_reporting.csv`: schedule a downstream DAG on them.
 **Run folders** (extract, chunk and result files, the run's CSV and summary): env
@@ -33,21 +37,18 @@ from datetime import timedelta
 import pendulum
 
 from include import pipeline, settings
-from include.run_config import RunConfig
+from include.attributions import ChunkResult, WriteResult
+from include.chunks import ChunkInfo
+from include.extract import ExtractResult
+from include.journeys import JourneyStats
+from include.pipeline import Journeys
+from include.report import ReportResult
+from include.run_config import RunConfig, RunContext
+from include.summary import RunSummary
 
-import run_context
-from airflow_compat import (
-    Asset,
-    CronDataIntervalTimetable,
-    Param,
-    dag,
-    get_current_context,
-    mapped_outputs,
-    run_deadline,
-    task,
-)
+from airflow_compat import Asset, CronDataIntervalTimetable, Param, dag, run_deadline
 from failure_alerts import notify_failure
-from run_context import no_retry_on_final_errors
+from run_context import pipeline_task, start_task
 
 RETRIES = {
     "retries": 2,
@@ -87,41 +88,24 @@ RETRIES = {
     },
 )
 def ihc_attribution():
-    @task
-    @no_retry_on_final_errors
-    def init_db() -> dict:
-        """Read and check the run's configuration; create the output tables and indexes if missing."""
-        config = run_context.run_configuration(get_current_context())
-        pipeline.prepare(run_context.warehouse(), config.window)
-        return config.to_xcom()
+    @start_task()
+    def init_db(run: RunContext) -> RunConfig:
+        """Check everything the run depends on (params, trigger conf, Variables, connections,
+        folders), then create the output tables and indexes if missing."""
+        return pipeline.prepare(run)
 
-    @task
-    def extract(config: dict) -> dict:
+    @pipeline_task()
+    def extract(run: RunContext) -> ExtractResult:
         """The range's conversions and their users' sessions, streamed to run files."""
-        return pipeline.extract_step(
-            run_context.warehouse(), RunConfig.from_xcom(config).window, run_context.run_dir(get_current_context())
-        )
+        return pipeline.extract_step(run)
 
-    @task
-    @no_retry_on_final_errors
-    def build_journeys(config: dict, extracted: dict) -> list[dict]:
-        """Journeys of whole sessions, written as chunk files; returns their paths and counts,
-        and publishes the journey statistics under the XCom key ``stats`` for the summary."""
-        run = RunConfig.from_xcom(config)
-        context = get_current_context()
-        chunks, stats = pipeline.journeys_step(
-            run.window,
-            extracted,
-            run_context.run_dir(context),
-            chunk_size=run.chunk_size,
-            max_sessions=run.client.max_sessions_per_request,
-            max_bad_row_share=run.max_bad_row_share,
-            max_journeys=run.client.max_journeys_per_request,
-        )
-        context["ti"].xcom_push(key="stats", value=stats)
-        return chunks
+    @pipeline_task()
+    def build_journeys(run: RunContext, extracted: ExtractResult) -> Journeys:
+        """Journeys of whole sessions, written as chunk files; returns the chunk list, and
+        publishes the journey statistics under the XCom key ``stats`` for the summary."""
+        return pipeline.journeys_step(run, extracted)
 
-    @task(
+    @pipeline_task(
         pool=settings.API_POOL,
         retries=3,
         # A hard stop above the client's own budget per try (ihc_chunk_budget_seconds, 30 min).
@@ -129,49 +113,32 @@ def ihc_attribution():
         # Rendered from the task's input, so the grid shows it from the moment a try starts.
         map_index_template="{{ task.op_kwargs['chunk']['label'] }}",
     )
-    @no_retry_on_final_errors
-    def attribute_chunk(chunk: dict, config: dict) -> dict:
+    def attribute_chunk(run: RunContext, chunk: ChunkInfo) -> ChunkResult:
         """Send one chunk's journeys to the IHC API and write its result file."""
-        run = RunConfig.from_xcom(config, api_key=run_context.api_key())
-        return pipeline.attribute_step(chunk, run_context.run_dir(get_current_context()), run.api, run.client)
+        return pipeline.attribute_step(run, chunk)
 
-    @task(trigger_rule="none_failed", outlets=[Asset(settings.JOURNEYS_ASSET_URI)])
-    def write_attributions(config: dict, chunks: list[dict], results: list[dict] | None) -> dict:
+    @pipeline_task(trigger_rule="none_failed", outlets=[Asset(settings.JOURNEYS_ASSET_URI)])
+    def write_attributions(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResult]) -> WriteResult:
         """Replace the range's attributions by the chunk results, in one transaction."""
-        return pipeline.write_step(
-            run_context.warehouse(),
-            RunConfig.from_xcom(config).window,
-            run_context.run_dir(get_current_context()),
-            list(chunks),
-            mapped_outputs(results),
-        )
+        return pipeline.write_step(run, chunks, results)
 
-    @task(outlets=[Asset(settings.REPORT_ASSET_URI)])
-    def build_report(config: dict, written: dict) -> dict:
+    @pipeline_task(outlets=[Asset(settings.REPORT_ASSET_URI)])
+    def build_report(run: RunContext, written: WriteResult) -> ReportResult:
         """Recompute channel_reporting for every session date the run can touch."""
-        return pipeline.report_step(run_context.warehouse(), RunConfig.from_xcom(config).window, written)
+        return pipeline.report_step(run, written)
 
-    @task(outlets=[Asset(settings.CSV_ASSET_URI)])
-    def export_csv(config: dict, extracted: dict, stats: dict, written: dict, report: dict) -> dict:
+    @pipeline_task(outlets=[Asset(settings.CSV_ASSET_URI)])
+    def export_csv(
+        run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
+    ) -> RunSummary:
         """channel_reporting as CSV with CPO and ROAS, the HTML report (model comparison, paths),
         each the latest in the output folder and a copy in the run folder, and the run summary."""
-        return pipeline.export_step(
-            run_context.warehouse(),
-            settings.output_dir(),
-            run_context.run_dir(get_current_context()),
-            RunConfig.from_xcom(config),
-            extracted,
-            stats,
-            written,
-            report,
-        )
+        return pipeline.export_step(run, extracted, stats, written, report)
 
-    @task
-    def cleanup_run_folders(config: dict, summary: dict) -> list[str]:
+    @pipeline_task()
+    def cleanup_run_folders(run: RunContext, summary: RunSummary) -> list[str]:
         """Remove the run folders older than ihc_run_retention_days; never this run's."""
-        return pipeline.cleanup_step(
-            run_context.run_dir(get_current_context()), RunConfig.from_xcom(config).retention_days
-        )
+        return pipeline.cleanup_step(run)
 
     config = init_db()
     extracted = extract(config)

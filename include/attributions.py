@@ -9,13 +9,14 @@ from dataclasses import asdict, dataclass
 import orjson
 
 from include.chunks import ChunkInfo
+from include.errors import FinalError
 from include.ihc_client import Attribution, ChunkOutcome
 from include.runfiles import StoragePath, atomic_writer, read_bytes
-from include.warehouse import NOT_UNIQUE, Warehouse, WarehouseError, error_meaning
+from include.warehouse import NOT_UNIQUE, Warehouse, WarehouseSetupError, error_meaning
 
 
-class ResultsError(RuntimeError):
-    """A chunk's result is missing or does not match its chunk."""
+class ResultsError(FinalError, RuntimeError):
+    """A chunk's result is missing or does not match its chunk, or the results do not add up."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,20 @@ class AttributionCheck:
     first_session_date: str | None = None
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What write_attributions stored, and what the run's requests took, for the summary."""
+
+    conversions: int
+    rows: int
+    max_sum_error: float
+    first_session_date: str | None
+    chunks: int
+    requests: int
+    attempts: int
+    engine_parameters: list[str]
+
+
 def replace_range_attributions(
     db: Warehouse,
     start: str,
@@ -162,15 +177,15 @@ def replace_range_attributions(
         except db.errors as exc:
             if error_meaning(exc) != NOT_UNIQUE:
                 raise db.explain(exc) from exc
-            raise WarehouseError(f"attribution rows are not unique per (conv_id, session_id): {exc}") from exc
+            raise WarehouseSetupError(f"attribution rows are not unique per (conv_id, session_id): {exc}") from exc
         check = AttributionCheck(*db.execute(RANGE_ATTRIBUTION_CHECK, params).fetchone())
         if check.rows != expected_rows:
-            raise WarehouseError(
+            raise WarehouseSetupError(
                 f"{check.rows} attribution rows would be stored for {expected_rows} sessions sent "
                 "(a conversion changed since extract?); nothing was written"
             )
         if check.max_sum_error > tolerance:
-            raise WarehouseError(
+            raise WarehouseSetupError(
                 f"sum of ihc per conversion is off by up to {check.max_sum_error:.6f} "
                 f"(tolerance {tolerance}); nothing was written"
             )

@@ -67,6 +67,7 @@ def run_parameters(config: RunConfig, summary: RunSummary, window: tuple[str, st
     """What the run was asked to do and how it went, for the report's last section (no key)."""
     client = config.client
     parameters = [
+        ("Warehouse", summary.warehouse),
         ("Conversion dates", f"{config.window.dates.start} .. {config.window.dates.end}"),
         ("Look-back", f"{config.window.lookback_days} days"),
         ("Session dates in this report", f"{window[0]} .. {window[1]}"),

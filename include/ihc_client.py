@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 
 from include import settings as cfg
+from include.errors import FinalError, TransientError
 from include.journeys import Journey
 
 log = logging.getLogger(__name__)
@@ -146,31 +147,31 @@ class ClientSettings:
     budget_seconds: float = cfg.CHUNK_BUDGET_SECONDS.default
 
 
-def target_from_connection(
-    conn_id: str,
-    conn_type: str | None,
-    host: str | None,
-    schema: str | None,
-    port: int | None,
-    password: str | None,
-    extra: dict,
-) -> ApiTarget:
+API_SCHEMES = ("http", "https")
+
+
+def target_from_connection(conn: cfg.ConnectionFields) -> ApiTarget:
     """The API target from an Airflow connection's fields (key in the password field)."""
-    if not host:
-        raise cfg.SettingError(f"connection {conn_id} has no host (the API base URL)")
-    if not password:
-        raise cfg.SettingError(f"connection {conn_id} has no password (the API key)")
-    if "://" in host:
-        parts = urlsplit(host)
-        base = parts._replace(netloc=f"{parts.netloc}:{port}").geturl() if port and not parts.port else host
+    if not conn.host:
+        raise cfg.SettingError(f"connection {conn.conn_id} has no host (the API base URL)")
+    if not conn.password:
+        raise cfg.SettingError(f"connection {conn.conn_id} has no password (the API key)")
+    if "://" in conn.host:
+        parts = urlsplit(conn.host)
+        if parts.scheme not in API_SCHEMES or not parts.hostname:
+            raise cfg.SettingError(
+                f"connection {conn.conn_id} has host {conn.host!r}: the API base URL must be http(s)://host[:port]"
+            )
+        with_port = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
+        base = with_port if conn.port and not parts.port else conn.host
     else:
-        scheme = schema if schema in ("http", "https") else "https"
-        base = f"{scheme}://{host}" + (f":{port}" if port else "")
+        scheme = conn.schema if conn.schema in API_SCHEMES else "https"
+        base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
     return ApiTarget(
         base_url=base,
-        api_key=password,
-        conv_type_id=str(extra.get("conv_type_id") or cfg.DEFAULT_CONV_TYPE_ID),
-        redistribution_parameter=extra.get("redistribution_parameter"),
+        api_key=conn.password,
+        conv_type_id=str(conn.extra.get("conv_type_id") or cfg.DEFAULT_CONV_TYPE_ID),
+        redistribution_parameter=conn.extra.get("redistribution_parameter"),
     )
 
 
@@ -207,7 +208,11 @@ class IhcApiError(RuntimeError):
     """The API could not attribute a request; the message says why and which journeys."""
 
 
-class IhcRejectedError(IhcApiError):
+class IhcUnavailableError(IhcApiError, TransientError):
+    """A request still failed after its attempts or its time budget: the API may be back later."""
+
+
+class IhcRejectedError(IhcApiError, FinalError):
     """The API refused the request itself: retrying the same request cannot help."""
 
 
@@ -401,11 +406,11 @@ class IhcClient:
                 attributions, failed = validate_answer(self._classify(answer), pending)
             except _RetryableError as exc:
                 if attempt == self.settings.max_attempts:
-                    raise IhcApiError(f"{where} failed after {attempt} attempts: {exc}") from None
+                    raise IhcUnavailableError(f"{where} failed after {attempt} attempts: {exc}") from None
                 delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, self.settings)
                 left = self.deadline - asyncio.get_running_loop().time()
                 if delay > left:
-                    raise IhcApiError(
+                    raise IhcUnavailableError(
                         f"{where}: the API asks to wait {delay:.0f} s ({exc}), more than the {max(left, 0):.0f} s "
                         f"left of this try's {self.settings.budget_seconds:.0f} s budget; giving up this try"
                     ) from None
@@ -420,11 +425,11 @@ class IhcClient:
                 f"{where}: {len(pending)} journeys still failed after {attempt} attempts: {sorted(pending)[:5]}"
             )
             if attempt == self.settings.max_attempts:
-                raise IhcApiError(failed_after)
+                raise IhcUnavailableError(failed_after)
             delay = backoff_delay(attempt, self.settings)
             left = self.deadline - asyncio.get_running_loop().time()
             if delay > left:
-                raise IhcApiError(
+                raise IhcUnavailableError(
                     f"{failed_after}; the next backoff of {delay:.2f} s would overrun the {max(left, 0):.2f} s "
                     f"left of this try's {self.settings.budget_seconds:.0f} s budget; giving up this try"
                 )

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from include.errors import FinalError
 from include.records import Conversion, Session
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ TIMESTAMP_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 SAMPLE_IDS = 10
 
 
-class BadRowError(ValueError):
+class BadRowError(FinalError, ValueError):
     """Input rows the pipeline cannot use; the message names the table, the reason and the ids."""
 
 

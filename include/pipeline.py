@@ -1,7 +1,8 @@
 """The steps of the pipeline as plain functions; each Airflow task calls exactly one.
 
-Arguments and results are small (paths, counts, settings), so they travel by XCom; the data
-itself moves through the warehouse and the run's folder.
+Every step takes the run's context (configuration, run folder, warehouse) and returns a small
+typed result (paths, counts), which travels by XCom; the data itself moves through the warehouse
+and the run's folder.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 from include import html_report
 from include.attributions import (
     ChunkResult,
     EncodedRows,
+    WriteResult,
     check_complete,
     iter_rows,
     replace_range_attributions,
@@ -25,70 +26,81 @@ from include.attributions import (
 )
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
 from include.export import CSV_FILE, write_csv
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, extract, read_conversions, read_sessions
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult, extract, read_conversions, read_sessions
 from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
 from include.model_comparison import credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
-from include.report import rebuild_report, report_rows, report_rows_between, report_window
-from include.run_config import RunConfig
+from include.report import ReportResult, rebuild_report, report_rows, report_rows_between, report_window
+from include.run_config import RunConfig, RunContext
 from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, expired_runs, remove_folder
 from include.schema import init_schema
-from include.settings import MAX_BAD_ROW_SHARE, MAX_JOURNEYS_PER_REQUEST, MAX_MAP_LENGTH, SUM_TOLERANCE, RunWindow
+from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE
 from include.summary import RunSummary
-from include.warehouse import Warehouse, WarehouseTarget
+from include.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 
-def prepare(target: WarehouseTarget, window: RunWindow) -> None:
-    with target.open() as db:
+def prepare(run: RunContext) -> RunConfig:
+    """Create the output tables and indexes if missing; the configuration the later tasks get."""
+    with run.warehouse.open() as db:
         init_schema(db)
     log.info(
         "warehouse %s ready; conversions from %s to %s, look-back %d days",
-        target.label,
-        window.dates.start,
-        window.dates.end,
-        window.lookback_days,
+        run.warehouse.label,
+        run.window.dates.start,
+        run.window.dates.end,
+        run.window.lookback_days,
     )
+    return run.config
 
 
-def extract_step(target: WarehouseTarget, window: RunWindow, run_dir: StoragePath) -> dict:
-    with target.open() as db:
-        result = extract(db, window.dates, window.lookback_days, run_dir)
+def extract_step(run: RunContext) -> ExtractResult:
+    with run.warehouse.open() as db:
+        result = extract(db, run.window.dates, run.window.lookback_days, run.run_dir)
     log.info(
         "extracted %d conversions and %d sessions of their users (look-back %d days)",
         result.conversions,
         result.sessions,
-        window.lookback_days,
+        run.window.lookback_days,
     )
-    return asdict(result)
+    return result
 
 
-def journeys_step(
-    window: RunWindow,
-    extracted: dict,
-    run_dir: StoragePath,
-    chunk_size: int,
-    max_sessions: int,
-    max_bad_row_share: float = MAX_BAD_ROW_SHARE.default,
-    max_journeys: int = MAX_JOURNEYS_PER_REQUEST.default,
-) -> tuple[list[dict], dict]:
-    """Chunk descriptions for the mapped task, and the journey statistics for the run summary."""
+@dataclass(frozen=True)
+class Journeys:
+    """The chunk files for the mapped task, and the journey statistics for the run summary."""
+
+    chunks: list[ChunkInfo]
+    stats: JourneyStats = field(default_factory=JourneyStats)
+
+    def to_xcom(self) -> list[dict[str, object]]:
+        """The chunk list: what the mapped task expands over."""
+        return [c.to_xcom() for c in self.chunks]
+
+    def extra_xcom(self) -> dict[str, object]:
+        """Published beside it under their own keys (a mapped task expands over a return value only)."""
+        return {"stats": asdict(self.stats)}
+
+
+def journeys_step(run: RunContext, extracted: ExtractResult) -> Journeys:
+    config = run.config
     stats = JourneyStats()
     journeys = build_journeys(
-        read_conversions(run_dir / CONVERSIONS_FILE),
-        read_sessions(run_dir / SESSIONS_FILE),
-        window.lookback_days,
-        max_sessions,
+        read_conversions(run.run_dir / CONVERSIONS_FILE),
+        read_sessions(run.run_dir / SESSIONS_FILE),
+        run.window.lookback_days,
+        config.client.max_sessions_per_request,
         stats,
     )
-    size = effective_chunk_size(extracted["conversions"], chunk_size, MAX_MAP_LENGTH)
-    chunks = write_chunks(journeys, run_dir, size, RequestLimits(max_journeys, max_sessions))
-    stats.check_share(max_bad_row_share)
+    size = effective_chunk_size(extracted.conversions, config.chunk_size, MAX_MAP_LENGTH)
+    limits = RequestLimits(config.client.max_journeys_per_request, config.client.max_sessions_per_request)
+    chunks = write_chunks(journeys, run.run_dir, size, limits)
+    stats.check_share(config.max_bad_row_share)
     if not stats.conversions_read:
-        log.warning("no conversions from %s to %s: nothing to attribute", window.dates.start, window.dates.end)
+        log.warning("no conversions from %s to %s: nothing to attribute", run.window.dates.start, run.window.dates.end)
     log.info(
         "%d journeys (%d sessions) of %d conversions in %d chunks of %d journeys (or up to a request more)",
         stats.journeys,
@@ -97,7 +109,7 @@ def journeys_step(
         len(chunks),
         size,
     )
-    return [c.to_xcom() for c in chunks], asdict(stats)
+    return Journeys(chunks, stats)
 
 
 @contextmanager
@@ -118,19 +130,19 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def attribute_step(chunk: dict, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> dict:
-    info = ChunkInfo.from_xcom(chunk)
-    log.info("%s: %d sessions to %s", info.label, info.sessions, target.url)
+def attribute_step(run: RunContext, chunk: ChunkInfo) -> ChunkResult:
+    target = run.api()
+    log.info("%s: %d sessions to %s", chunk.label, chunk.sessions, target.url)
     with collector_paused():
-        result = _attribute_chunk(info, run_dir, target, settings)
+        result = _attribute_chunk(chunk, run.run_dir, target, run.config.client)
     log.info(
         "%s: %d sessions attributed in %d requests (%d attempts)",
-        info.label,
+        chunk.label,
         result.rows,
         result.requests,
         result.attempts,
     )
-    return result.to_xcom()
+    return result
 
 
 def _attribute_chunk(info: ChunkInfo, run_dir: StoragePath, target: ApiTarget, settings: ClientSettings) -> ChunkResult:
@@ -142,21 +154,18 @@ def _attribute_chunk(info: ChunkInfo, run_dir: StoragePath, target: ApiTarget, s
     return write_result(run_dir, info, rows, outcome)
 
 
-def write_step(
-    target: WarehouseTarget, window: RunWindow, run_dir: StoragePath, chunks: list[dict], results: list[dict]
-) -> dict:
-    infos = [ChunkInfo.from_xcom(c) for c in chunks]
-    chunk_results = sorted((ChunkResult(**r) for r in results), key=lambda r: r.index)
-    check_complete(infos, chunk_results)
-    expected = sum(c.sessions for c in infos)
-    first_dates = [c.first_session_date for c in infos]
+def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResult]) -> WriteResult:
+    ordered = sorted(results, key=lambda r: r.index)
+    check_complete(chunks, ordered)
+    expected = sum(c.sessions for c in chunks)
+    first_dates = [c.first_session_date for c in chunks]
     rows_first_date = None if None in first_dates else min(first_dates, default=None)
-    with target.open() as db:
+    with run.warehouse.open() as db:
         check = replace_range_attributions(
             db,
-            window.dates.start,
-            window.dates.end,
-            iter_rows(run_dir, chunk_results),
+            run.window.dates.start,
+            run.window.dates.end,
+            iter_rows(run.run_dir, ordered),
             SUM_TOLERANCE,
             expected,
             rows_first_date,
@@ -167,106 +176,96 @@ def write_step(
         check.conversions,
         check.max_sum_error,
     )
-    return {
+    return WriteResult(
         **asdict(check),
-        "chunks": len(infos),
-        "requests": sum(r.requests for r in chunk_results),
-        "attempts": sum(r.attempts for r in chunk_results),
-        "engine_parameters": sorted({r.engine_parameters for r in chunk_results if r.engine_parameters}),
-    }
+        chunks=len(chunks),
+        requests=sum(r.requests for r in ordered),
+        attempts=sum(r.attempts for r in ordered),
+        engine_parameters=sorted({r.engine_parameters for r in ordered if r.engine_parameters}),
+    )
 
 
-def report_step(target: WarehouseTarget, window: RunWindow, written: dict | None = None) -> dict:
-    first_changed = (written or {}).get("first_session_date")
-    first, last = report_window(window, first_changed)
-    with target.open() as db:
+def report_step(run: RunContext, written: WriteResult | None = None) -> ReportResult:
+    first, last = report_window(run.window, written.first_session_date if written else None)
+    with run.warehouse.open() as db:
         totals = rebuild_report(db, first, last)
         rebuild_model_comparison(db, first, last)
     log.info(
         "channel_reporting and channel_model_comparison recomputed for %s .. %s: %d rows", first, last, totals.rows
     )
-    return {**asdict(totals), "first": first, "last": last}
+    return ReportResult(**asdict(totals), first=first, last=last)
 
 
 def export_step(
-    target: WarehouseTarget,
-    output_dir: Path,
-    run_dir: StoragePath,
-    config: RunConfig,
-    extracted: dict,
-    stats: dict,
-    written: dict,
-    report: dict,
-) -> dict:
-    """The CSV and the HTML report, latest in ``output_dir`` and this run's in its folder, and
+    run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
+) -> RunSummary:
+    """The CSV and the HTML report, latest in the output folder and this run's in its folder, and
     the run summary."""
+    output_dir, run_dir = run.output_dir, run.run_dir
     csv_path, html_path = output_dir / CSV_FILE, output_dir / REPORT_FILE
-    summary = _summary(config.window, extracted, stats, written, report, output_dir, run_dir)
+    summary = _summary(run, extracted, stats, written, report)
     # Read and write under one lock: a run that read the tables earlier cannot replace the files
     # of a run that read them later.
-    with exclusive_lock(output_dir), target.open() as db:
+    with exclusive_lock(output_dir), run.warehouse.open() as db:
         rows = write_csv(report_rows(db), csv_path, run_dir / CSV_FILE)
-        page = html_report.render(_report_inputs(db, config, summary, report))
+        page = html_report.render(_report_inputs(db, run.config, summary, report))
         for path in (html_path, run_dir / REPORT_FILE):
             atomic_write_bytes(path, page)
     log.info("wrote %d report rows to %s and %s", rows, csv_path, summary.run_csv_path)
     log.info("HTML report (%d kB): %s and %s", len(page) // 1024, html_path, summary.run_html_path)
     path = summary.save(run_dir)
     log.info("run summary (%s):\n%s", path, summary.text())
-    return asdict(summary)
+    return summary
 
 
-def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report: dict) -> ReportInputs:
-    first, last = report["first"], report["last"]
+def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report: ReportResult) -> ReportInputs:
+    window = (report.first, report.last)
     return ReportInputs(
         summary=summary,
-        window=(first, last),
-        channel_rows=report_rows_between(db, first, last),
+        window=window,
+        channel_rows=report_rows_between(db, *window),
         credits=credits_by_channel(db, config.window.dates),
         paths=top_paths(db, config.window.dates),
-        parameters=html_report.run_parameters(config, summary, (first, last)),
+        parameters=html_report.run_parameters(config, summary, window),
     )
 
 
 def _summary(
-    window: RunWindow,
-    extracted: dict,
-    stats: dict,
-    written: dict,
-    report: dict,
-    output_dir: Path,
-    run_dir: StoragePath,
+    run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
 ) -> RunSummary:
+    window = run.window
     return RunSummary(
         start=window.dates.start,
         end=window.dates.end,
-        conversions=stats["conversions"],
-        attributed=written["conversions"],
-        without_sessions=stats["without_sessions"],
-        without_sessions_ids=stats["without_sessions_ids"],
-        row_issues=stats["row_issues"],
-        chunks=written["chunks"],
-        requests=written["requests"],
-        attempts=written["attempts"],
-        sessions_sent=stats["sessions"],
-        trimmed_journeys=stats["trimmed_journeys"],
-        max_sum_error=written["max_sum_error"],
-        revenue=extracted["revenue"],
-        report_rows=report["rows"],
-        report_cost=report["cost"],
-        report_ihc_revenue=report["ihc_revenue"],
-        report_first=report["first"],
-        report_last=report["last"],
-        csv_path=str(output_dir / CSV_FILE),
-        engine_parameters=written.get("engine_parameters", []),
-        run_csv_path=str(run_dir / CSV_FILE),
-        html_path=str(output_dir / REPORT_FILE),
-        run_html_path=str(run_dir / REPORT_FILE),
+        conversions=stats.conversions,
+        attributed=written.conversions,
+        without_sessions=stats.without_sessions,
+        without_sessions_ids=stats.without_sessions_ids,
+        row_issues=stats.row_issues,
+        chunks=written.chunks,
+        requests=written.requests,
+        attempts=written.attempts,
+        sessions_sent=stats.sessions,
+        trimmed_journeys=stats.trimmed_journeys,
+        max_sum_error=written.max_sum_error,
+        revenue=extracted.revenue,
+        report_rows=report.rows,
+        report_cost=report.cost,
+        report_ihc_revenue=report.ihc_revenue,
+        report_first=report.first,
+        report_last=report.last,
+        csv_path=str(run.output_dir / CSV_FILE),
+        engine_parameters=written.engine_parameters,
+        run_csv_path=str(run.run_dir / CSV_FILE),
+        html_path=str(run.output_dir / REPORT_FILE),
+        run_html_path=str(run.run_dir / REPORT_FILE),
+        warehouse=run.warehouse.label,
     )
 
 
-def cleanup_step(run_dir: StoragePath, retention_days: int, now: float | None = None) -> list[str]:
-    """Remove the run folders beside this run's that nothing touched for ``retention_days``."""
+def cleanup_step(run: RunContext, now: float | None = None) -> list[str]:
+    """Remove the run folders beside this run's that nothing touched for ihc_run_retention_days."""
+    run_dir, retention_days = run.run_dir, run.config.retention_days
     expired = expired_runs(run_dir.parent, run_dir.name, retention_days, time.time() if now is None else now)
     for folder in expired:
         remove_folder(folder)

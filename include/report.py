@@ -95,6 +95,18 @@ class ReportTotals:
     ihc_revenue: float
 
 
+@dataclass(frozen=True)
+class ReportResult:
+    """The recomputed rows' totals, and the session dates they cover."""
+
+    rows: int
+    cost: float
+    ihc: float
+    ihc_revenue: float
+    first: str
+    last: str
+
+
 def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[str, str]:
     """Session dates whose report rows a run over the window can change.
 

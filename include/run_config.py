@@ -10,11 +10,14 @@ form: the task that sends requests reads it from the connection again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from include import settings
 from include.ihc_client import ApiTarget, ClientSettings
-from include.settings import DateRange, RunWindow
+from include.runfiles import StoragePath
+from include.settings import ConfigurationError, DateRange, RunWindow, SettingError
+from include.warehouse import WarehouseTarget
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class RunConfig:
     chunk_size: int
     max_bad_row_share: float
     retention_days: int
+    api_wait_seconds: float
     client: ClientSettings
     api: ApiTarget
 
@@ -32,6 +36,7 @@ class RunConfig:
             "chunk_size": self.chunk_size,
             "max_bad_row_share": self.max_bad_row_share,
             "retention_days": self.retention_days,
+            "api_wait_seconds": self.api_wait_seconds,
             "client": asdict(self.client),
             "api": {
                 "base_url": self.api.base_url,
@@ -47,6 +52,7 @@ class RunConfig:
             chunk_size=int(data["chunk_size"]),
             max_bad_row_share=float(data["max_bad_row_share"]),
             retention_days=int(data["retention_days"]),
+            api_wait_seconds=float(data["api_wait_seconds"]),
             client=ClientSettings(**data["client"]),
             api=ApiTarget(api_key=api_key, **data["api"]),
         )
@@ -55,18 +61,33 @@ class RunConfig:
         return replace(self, api=replace(self.api, api_key=api_key))
 
 
+def parse_variables(variable: Callable[[str], object]) -> dict[str, float]:
+    """Every Variable's value by name, from a lookup (name -> raw value or None); every bad one
+    is named in one error."""
+    values, problems = {}, []
+    for var in settings.VARIABLES:
+        try:
+            values[var.name] = var.parse(variable(var.name))
+        except SettingError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigurationError(problems)
+    return values
+
+
 def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget) -> RunConfig:
-    """The run's configuration from its dates, a Variable lookup (name -> raw value or None) and
-    the API target; every Variable is parsed here, so the first bad one is named here."""
+    """The run's configuration from its dates, a Variable lookup and the API target."""
+    values = parse_variables(variable)
 
     def value(var: settings.NumberVariable) -> float:
-        return var.parse(variable(var.name))
+        return values[var.name]
 
     return RunConfig(
         window=RunWindow(dates, int(value(settings.LOOKBACK_DAYS))),
         chunk_size=int(value(settings.CHUNK_SIZE)),
         max_bad_row_share=value(settings.MAX_BAD_ROW_SHARE),
         retention_days=int(value(settings.RUN_RETENTION_DAYS)),
+        api_wait_seconds=value(settings.API_WAIT_SECONDS),
         client=ClientSettings(
             max_journeys_per_request=int(value(settings.MAX_JOURNEYS_PER_REQUEST)),
             max_sessions_per_request=int(value(settings.MAX_SESSIONS_PER_REQUEST)),
@@ -78,3 +99,27 @@ def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget)
         ),
         api=api,
     )
+
+
+def _no_key() -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one run works with: its configuration, its folder, the warehouse and
+    the output folder. The Airflow side builds it once per task; the steps never ask Airflow."""
+
+    config: RunConfig
+    run_dir: StoragePath
+    warehouse: WarehouseTarget
+    output_dir: Path
+    # Read where requests are sent, never before: the key does not travel by XCom.
+    api_key: Callable[[], str] = field(default=_no_key, repr=False, compare=False)
+
+    @property
+    def window(self) -> RunWindow:
+        return self.config.window
+
+    def api(self) -> ApiTarget:
+        return self.config.with_api_key(self.api_key()).api

@@ -3,7 +3,7 @@ it creates if missing."""
 
 from __future__ import annotations
 
-from include.warehouse import Warehouse, WarehouseError
+from include.warehouse import Warehouse, WarehouseSetupError
 
 INPUT_COLUMNS = {
     "session_sources": (
@@ -68,10 +68,10 @@ def check_input_tables(db: Warehouse) -> None:
     for table, columns in INPUT_COLUMNS.items():
         present = db.columns(table)
         if not present:
-            raise WarehouseError(f"{db.label} has no table {table!r} (expected columns {columns})")
+            raise WarehouseSetupError(f"{db.label} has no table {table!r} (expected columns {columns})")
         missing = set(columns) - present
         if missing:
-            raise WarehouseError(f"{db.label}: table {table!r} lacks the columns {sorted(missing)}")
+            raise WarehouseSetupError(f"{db.label}: table {table!r} lacks the columns {sorted(missing)}")
 
 
 def init_schema(db: Warehouse) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import ClassVar
+
+from include.errors import FinalError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,19 +43,62 @@ MAX_MAP_LENGTH = 1024
 SUM_TOLERANCE = 0.01
 
 
-class SettingError(ValueError):
+class SettingError(FinalError, ValueError):
     """A setting, param or Variable holds a value the pipeline cannot use."""
+
+
+class ConfigurationError(SettingError):
+    """Several settings are wrong at once: each is named, so one failed run shows them all."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        listed = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(
+            f"the run's configuration has {len(self.problems)} problem(s); nothing was read or written:\n{listed}"
+        )
+
+
+def problems_of(exc: SettingError) -> tuple[str, ...]:
+    return exc.problems if isinstance(exc, ConfigurationError) else (str(exc),)
+
+
+@dataclass(frozen=True)
+class ConnectionFields:
+    """An Airflow connection's fields as plain values: the pipeline reads them, not Airflow."""
+
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    schema: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class NumberVariable:
-    """An Airflow Variable holding a finite number of at least ``minimum``."""
+    """An Airflow Variable holding a finite number within [``minimum``, ``maximum``]; the bounds
+    and the description are what the README and the Variable's description in the UI show."""
 
     name: str
     default: float
     minimum: float = 0.0
+    maximum: float = math.inf
+    description: str = ""
     KIND: ClassVar[type] = float
     KIND_NAME: ClassVar[str] = "a number"
+
+    @property
+    def bounds(self) -> str:
+        if math.isinf(self.maximum):
+            return f"{self.KIND_NAME} of at least {self.minimum:g}"
+        return f"{self.KIND_NAME} from {self.minimum:g} to {self.maximum:g}"
+
+    @property
+    def ui_description(self) -> str:
+        """The description Airflow's UI shows beside the Variable."""
+        return f"{self.description} ({self.bounds}; default {self.default:g})"
 
     def parse(self, raw: object) -> float:
         if raw is None or raw == "":
@@ -61,11 +106,11 @@ class NumberVariable:
         try:
             value = self.KIND(str(raw).strip())
         except ValueError:
-            raise SettingError(f"Variable {self.name}={raw!r} is not {self.KIND_NAME}") from None
-        if not math.isfinite(value):
-            raise SettingError(f"Variable {self.name}={raw!r} is not a finite number")
-        if value < self.minimum:
-            raise SettingError(f"Variable {self.name}={value} must be at least {self.minimum}")
+            raise SettingError(
+                f"Variable {self.name}={raw!r} is not {self.KIND_NAME} (allowed: {self.bounds})"
+            ) from None
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            raise SettingError(f"Variable {self.name}={raw!r} is outside the allowed range: {self.bounds}")
         return value
 
 
@@ -84,18 +129,51 @@ class FloatVariable(NumberVariable):
     """An Airflow Variable holding a finite float."""
 
 
-CHUNK_SIZE = IntVariable("ihc_chunk_size", 400)
-MAX_JOURNEYS_PER_REQUEST = IntVariable("ihc_max_journeys_per_request", 100)
-MAX_SESSIONS_PER_REQUEST = IntVariable("ihc_max_sessions_per_request", 3000)
-REQUEST_CONCURRENCY = IntVariable("ihc_request_concurrency", 4)
-LOOKBACK_DAYS = IntVariable("ihc_lookback_days", 30)
-REQUEST_TIMEOUT_SECONDS = FloatVariable("ihc_request_timeout_seconds", 60.0, minimum=0.001)
-MAX_ATTEMPTS = IntVariable("ihc_max_attempts_per_request", 5)
-BACKOFF_SECONDS = FloatVariable("ihc_backoff_seconds", 0.5, minimum=0.01)
-MAX_BAD_ROW_SHARE = FloatVariable("ihc_max_bad_row_share", 0.05)
-CHUNK_BUDGET_SECONDS = FloatVariable("ihc_chunk_budget_seconds", 1800.0, minimum=1.0)
+# The API's own per-request limits (free test accounts: 200 sessions).
+API_MAX_JOURNEYS = 100
+API_MAX_SESSIONS = 3000
+
+CHUNK_SIZE = IntVariable("ihc_chunk_size", 400, maximum=100_000, description="journeys per mapped API task")
+MAX_JOURNEYS_PER_REQUEST = IntVariable(
+    "ihc_max_journeys_per_request", API_MAX_JOURNEYS, maximum=API_MAX_JOURNEYS, description="journeys per API request"
+)
+MAX_SESSIONS_PER_REQUEST = IntVariable(
+    "ihc_max_sessions_per_request",
+    API_MAX_SESSIONS,
+    maximum=API_MAX_SESSIONS,
+    description="sessions per API request (a free test account takes 200)",
+)
+REQUEST_CONCURRENCY = IntVariable(
+    "ihc_request_concurrency", 4, maximum=64, description="API requests in flight per chunk task"
+)
+LOOKBACK_DAYS = IntVariable(
+    "ihc_lookback_days", 30, maximum=3650, description="days of sessions before a conversion that count"
+)
+REQUEST_TIMEOUT_SECONDS = FloatVariable(
+    "ihc_request_timeout_seconds", 60.0, minimum=0.001, maximum=3600, description="seconds one API request may take"
+)
+MAX_ATTEMPTS = IntVariable(
+    "ihc_max_attempts_per_request", 5, maximum=100, description="attempts per API request within a task try"
+)
+BACKOFF_SECONDS = FloatVariable(
+    "ihc_backoff_seconds", 0.5, minimum=0.01, maximum=600, description="first wait before an API request's retry"
+)
+MAX_BAD_ROW_SHARE = FloatVariable(
+    "ihc_max_bad_row_share", 0.05, maximum=1.0, description="share of unusable input rows a run tolerates"
+)
+CHUNK_BUDGET_SECONDS = FloatVariable(
+    "ihc_chunk_budget_seconds", 1800.0, minimum=1.0, maximum=86_400, description="seconds one chunk task try may take"
+)
 # At least a day, so a run never removes the folder of another run that is still going.
-RUN_RETENTION_DAYS = IntVariable("ihc_run_retention_days", 30)
+RUN_RETENTION_DAYS = IntVariable(
+    "ihc_run_retention_days", 30, maximum=3650, description="days a run folder is kept after its last change"
+)
+API_WAIT_SECONDS = FloatVariable(
+    "ihc_api_wait_seconds",
+    60.0,
+    maximum=3600,
+    description="seconds the first task waits for an unreachable API before its try fails (it is then retried)",
+)
 
 VARIABLES: tuple[NumberVariable, ...] = (
     CHUNK_SIZE,
@@ -109,6 +187,7 @@ VARIABLES: tuple[NumberVariable, ...] = (
     CHUNK_BUDGET_SECONDS,
     MAX_BAD_ROW_SHARE,
     RUN_RETENTION_DAYS,
+    API_WAIT_SECONDS,
 )
 
 # Read by the failure callback when a task fails, not by the run configuration: it must work

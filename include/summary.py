@@ -42,6 +42,8 @@ class RunSummary:
     # and IHC revenue cover every conversion with sessions on them, not only the range's.
     report_first: str = ""
     report_last: str = ""
+    # The warehouse read: "sample database ..." when no warehouse connection is set.
+    warehouse: str = ""
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -53,6 +55,7 @@ class RunSummary:
         return "\n".join(
             [
                 f"IHC attribution run {self.start} .. {self.end}",
+                *([f"  warehouse                 {self.warehouse}"] if self.warehouse else []),
                 *nothing,
                 f"  conversions in range      {self.conversions:>12,}",
                 f"  attributed                {self.attributed:>12,}",

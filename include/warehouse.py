@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from include import settings
+from include.errors import FinalError, TransientError
 
 log = logging.getLogger(__name__)
 
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 # Any constant key works; it only has to be the same for every writer of one warehouse.
 POSTGRES_WRITE_LOCK_KEY = 0x1_4C_A77
 
@@ -127,6 +130,20 @@ def _render(dialect: Dialect, template: str) -> str:
 
 class WarehouseError(RuntimeError):
     """The warehouse is missing, unreadable, or its data breaks a rule of the pipeline."""
+
+
+class WarehouseSetupError(WarehouseError, FinalError):
+    """The warehouse cannot serve the pipeline as it is set up: no such file, read-only, tables
+    or columns missing, rows that break a rule of the output tables."""
+
+
+class WarehouseBusyError(WarehouseError, TransientError):
+    """The warehouse did not serve in time: locked by another writer, or not reachable."""
+
+
+class WarehouseUnreachableError(WarehouseBusyError):
+    """No connection could be made: at a run's start a setting to fix, later a network that may
+    come back."""
 
 
 class Warehouse:
@@ -252,9 +269,9 @@ def explain(exc: BaseException, label: str, *, file_based: bool) -> WarehouseErr
     meaning = error_meaning(exc)
     if meaning == READ_ONLY:
         where = " to the file and its folder" if file_based else ""
-        return WarehouseError(f"warehouse {label} is read-only ({message}): the worker needs write access{where}")
+        return WarehouseSetupError(f"warehouse {label} is read-only ({message}): the worker needs write access{where}")
     if meaning == LOCKED:
-        return WarehouseError(
+        return WarehouseBusyError(
             f"warehouse {label} is locked by another writer for longer than the lock timeout "
             f"({settings.warehouse_lock_timeout_seconds():g} s, env {settings.LOCK_TIMEOUT_ENV})"
         )
@@ -316,6 +333,8 @@ class WarehouseTarget:
 
     label: str
     open: Callable[[], Warehouse]
+    # The bundled sample database, used because no warehouse connection is set at all.
+    sample: bool = False
 
 
 def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
@@ -335,7 +354,7 @@ def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
 
 def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
     if not create and not path.is_file():
-        raise WarehouseError(f"warehouse database {path} does not exist")
+        raise WarehouseSetupError(f"warehouse database {path} does not exist")
     label = f"database {path}"
     try:
         conn = sqlite3.connect(path, timeout=settings.warehouse_lock_timeout_seconds(), isolation_level=None)
@@ -353,12 +372,52 @@ def sqlite_target(path: Path) -> WarehouseTarget:
     return WarehouseTarget(f"SQLite {path}", lambda: connect_sqlite(path))
 
 
+def sample_target(path: Path) -> WarehouseTarget:
+    """The sample database, said so in every label: its numbers must never pass for a warehouse's."""
+    return WarehouseTarget(
+        f"sample database {path} (no connection {settings.WAREHOUSE_CONN_ID} set)", lambda: connect_sqlite(path), True
+    )
+
+
+SQLITE_CONN_TYPES = ("sqlite",)
+POSTGRES_CONN_TYPES = ("postgres", "postgresql")
+
+
+def sqlite_path(conn: settings.ConnectionFields) -> Path:
+    """The SQLite file of a connection: its host (``{"conn_type": "sqlite", "host": "/path"}``),
+    or an absolute path in its schema (the URI form ``sqlite:////path``)."""
+    if conn.host:
+        return Path(conn.host)
+    if conn.schema and conn.schema.startswith("/"):
+        return Path(conn.schema)
+    raise settings.SettingError(
+        f"connection {conn.conn_id} of type sqlite names no file: put its absolute path in host "
+        f'(JSON {{"conn_type": "sqlite", "host": "/path/to/challenge.db"}}) or use the URI sqlite:////path/to/challenge.db'
+    )
+
+
+def target_from_connection(conn: settings.ConnectionFields, postgres_connect: Callable[[], Any]) -> WarehouseTarget:
+    """The warehouse a connection names; ``postgres_connect`` opens a PostgreSQL one (Airflow's hook)."""
+    kind = (conn.conn_type or "").lower()
+    if kind in POSTGRES_CONN_TYPES:
+        label = f"{conn.host}:{conn.port or 5432}/{conn.schema} (connection {conn.conn_id})"
+        return WarehouseTarget(f"PostgreSQL {label}", lambda: connect_postgres(postgres_connect, label))
+    if kind in SQLITE_CONN_TYPES:
+        return sqlite_target(sqlite_path(conn))
+    raise settings.SettingError(
+        f"connection {conn.conn_id} has type {conn.conn_type!r}; the pipeline reads 'sqlite' (the file in host) "
+        "or 'postgres'"
+    )
+
+
 def connect_postgres(connect: Callable[[], Any], label: str) -> Warehouse:
     """Wrap a psycopg or psycopg2 connection, e.g. from Airflow's PostgresHook.get_conn."""
+    # libpq's own default is to wait forever; a connection's extra connect_timeout still wins.
+    os.environ.setdefault("PGCONNECT_TIMEOUT", str(POSTGRES_CONNECT_TIMEOUT_SECONDS))
     try:
         conn = connect()
     except Exception as exc:
-        raise WarehouseError(f"cannot connect to the PostgreSQL warehouse {label}: {exc}") from exc
+        raise WarehouseUnreachableError(f"cannot connect to the PostgreSQL warehouse {label}: {exc}") from exc
     db = Warehouse(conn, POSTGRES, label)
     try:
         conn.autocommit = True

@@ -4,6 +4,7 @@ folder imports the pipeline and nothing of the tools, and every path the docs na
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import subprocess
 from pathlib import Path
@@ -80,13 +81,29 @@ def test_every_path_the_docs_name_exists(doc: Path) -> None:
     assert missing == [], f"{doc.name} names paths that do not exist"
 
 
-def test_the_readme_lists_every_variable_with_its_declared_default() -> None:
+def test_the_readme_lists_every_variable_with_its_declared_bounds_and_default() -> None:
     rows = {
-        match.group(1): match.group(2)
-        for match in re.finditer(r"^\|[^|]*\| Variable `(\w+)`[^|]*\| ([^|]+) \|$", DOCS[0].read_text(), re.M)
+        match.group(1): (match.group(2), match.group(3))
+        for match in re.finditer(
+            r"^\|[^|]*\| Variable `(\w+)`[^|]*\| ([^|]+) \| ([^|]+) \|$", DOCS[0].read_text(), re.M
+        )
     }
-    assert rows.pop(settings.FAILURE_NOTIFIER) == "unset", "the notifier Variable is optional"
-    assert {v.name: v.default for v in settings.VARIABLES} == {name: float(value) for name, value in rows.items()}
+    assert rows.pop(settings.FAILURE_NOTIFIER)[1] == "unset", "the notifier Variable is optional"
+    assert {v.name: (v.bounds, v.default) for v in settings.VARIABLES} == {
+        name: (bounds, float(default)) for name, (bounds, default) in rows.items()
+    }
+
+
+def make(*args: str) -> str:
+    return subprocess.run(["make", "-s", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize(("target", "tool"), [("server", "tools.local_server"), ("airflow", "tools.local_stack")])
+def test_make_help_shows_the_port_the_target_uses(target: str, tool: str) -> None:
+    described = next(line for line in make("help").splitlines() if line.split()[:1] == [target])
+    port = re.search(rf"-m {tool} --port (\d+)", make("-n", target)).group(1)
+    assert f"127.0.0.1:{port} " in described and "$(" not in described
+    assert target != "server" or int(port) == settings.LOCAL_API_PORT
 
 
 def test_make_help_lists_every_target_with_what_it_does() -> None:
@@ -95,3 +112,14 @@ def test_make_help_lists_every_target_with_what_it_does() -> None:
     done = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True)
     described = {line.split()[0] for line in done.stdout.splitlines() if len(line.split()) > 1}
     assert phony <= described, f"targets without a '## ...' description: {sorted(phony - described)}"
+
+
+# sha256 of the Apache License 2.0 as the ASF publishes it (LICENSE-2.0.txt).
+APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+
+
+def test_the_license_is_the_apache_license_2_under_the_projects_copyright() -> None:
+    copyright_line, text = (ROOT / "LICENSE").read_bytes().split(b"\n", 1)
+    assert copyright_line == b"Copyright 2026 The IHC attribution pipeline authors"
+    assert hashlib.sha256(text).hexdigest() == APACHE_2_SHA256, "the standard text, unchanged"
+    assert "Apache License 2.0" in DOCS[0].read_text() and "[LICENSE](LICENSE)" in DOCS[0].read_text()

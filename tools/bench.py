@@ -34,16 +34,21 @@ import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
 from include import pipeline, run_config, settings, warehouse
+from include.attributions import ChunkResult, WriteResult
 from include.chunks import ChunkInfo, read_chunk
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
+from include.journeys import JourneyStats
+from include.report import ReportResult
+from include.run_config import RunContext
+from include.warehouse import WarehouseTarget
 from tools import engine_parameters, engine_training, postgres_server
 from tools.demo import free_port, wait_for_port
 from tools.local_airflow import airflow_env, connection_env, local_api_connection
@@ -138,16 +143,26 @@ def requests_at(max_sessions: int, max_journeys: int, chunk_files: list[Path]) -
     return chunked, whole
 
 
-def free_account_chunks(run_dir: Path, extracted: dict) -> list[Path]:
+def free_account_chunks(run: RunContext, extracted: ExtractResult) -> list[Path]:
     """The run's chunk files as the DAG forms them with ihc_max_sessions_per_request = 200 and the
     default ihc_chunk_size, from the same extract files, in a folder of their own."""
-    folder = run_dir / "free-account"
+    folder = run.run_dir / "free-account"
     shutil.rmtree(folder, ignore_errors=True)
     for name in (CONVERSIONS_FILE, SESSIONS_FILE):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).symlink_to((run_dir / name).absolute())
-    chunks, _ = pipeline.journeys_step(WINDOW, extracted, folder, settings.CHUNK_SIZE.default, FREE_ACCOUNT_SESSIONS)
-    return [folder / c["file"] for c in chunks]
+        (folder / name).symlink_to((run.run_dir / name).absolute())
+    client = replace(run.config.client, max_sessions_per_request=FREE_ACCOUNT_SESSIONS)
+    config = replace(run.config, chunk_size=int(settings.CHUNK_SIZE.default), client=client)
+    return [
+        folder / c.file for c in pipeline.journeys_step(replace(run, run_dir=folder, config=config), extracted).chunks
+    ]
+
+
+def bench_context(db: WarehouseTarget, run_dir: Path, url: str) -> RunContext:
+    """The run's context as the first task would build it, with the bench's settings."""
+    config = run_config.resolve(WINDOW.dates, {settings.CHUNK_SIZE.name: CHUNK_SIZE}.get, local_target())
+    config = replace(config, client=CLIENT, api=replace(config.api, base_url=url or config.api.base_url))
+    return RunContext(config, run_dir, db, run_dir / "output", lambda: settings.LOCAL_API_KEY)
 
 
 def stage_main(argv: list[str]) -> None:
@@ -162,14 +177,17 @@ def stage_main(argv: list[str]) -> None:
     run_dir: Path = args.run_dir
     state = run_dir / "bench-state.json"
     db = engine_training.warehouse_target(args.db)
+    run = bench_context(db, run_dir, args.url or "")
     if args.stage == "init_db":
-        pipeline.prepare(db, WINDOW)
+        pipeline.prepare(run)
         detail: dict = {}
     elif args.stage == "journeys":
-        extracted = pipeline.extract_step(db, WINDOW, run_dir)
-        chunks, stats = pipeline.journeys_step(WINDOW, extracted, run_dir, CHUNK_SIZE, CLIENT.max_sessions_per_request)
-        state.write_text(json.dumps({"extracted": extracted, "chunks": chunks, "stats": stats}))
-        detail = {"sessions_read": extracted["sessions"], "journeys": sum(c["journeys"] for c in chunks)}
+        extracted = pipeline.extract_step(run)
+        journeys = pipeline.journeys_step(run, extracted)
+        state.write_text(
+            json.dumps({"extracted": asdict(extracted), "chunks": journeys.to_xcom(), "stats": asdict(journeys.stats)})
+        )
+        detail = {"sessions_read": extracted.sessions, "journeys": sum(c.journeys for c in journeys.chunks)}
     elif args.stage == "train":
         started = time.perf_counter()
         trained = engine_training.train(db, WINDOW.dates, settings.DEFAULT_CONV_TYPE_ID, WINDOW.lookback_days)
@@ -181,14 +199,14 @@ def stage_main(argv: list[str]) -> None:
         }
     elif args.stage == "api":
         saved = json.loads(state.read_text())
-        target = ApiTarget(args.url, settings.LOCAL_API_KEY, settings.DEFAULT_CONV_TYPE_ID)
+        chunks = [ChunkInfo.from_xcom(c) for c in saved["chunks"]]
         started = time.perf_counter()
-        results = [pipeline.attribute_step(c, run_dir, target, CLIENT) for c in saved["chunks"]]
+        results = [pipeline.attribute_step(run, c) for c in chunks]
         elapsed = time.perf_counter() - started
-        ideal = ideal_seconds(r["requests"] for r in results)
-        state.write_text(json.dumps({**saved, "results": results}))
-        detail = {"requests": sum(r["requests"] for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
-        files = free_account_chunks(run_dir, saved["extracted"])
+        ideal = ideal_seconds(r.requests for r in results)
+        state.write_text(json.dumps({**saved, "results": [r.to_xcom() for r in results]}))
+        detail = {"requests": sum(r.requests for r in results), "ideal_s": ideal, "efficiency": ideal / elapsed}
+        files = free_account_chunks(run, ExtractResult(**saved["extracted"]))
         chunked, whole = requests_at(FREE_ACCOUNT_SESSIONS, CLIENT.max_journeys_per_request, files)
         detail |= {
             f"chunks_at_{FREE_ACCOUNT_SESSIONS}_sessions": len(files),
@@ -208,15 +226,17 @@ def stage_main(argv: list[str]) -> None:
     elif args.stage == "write":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
-        written = pipeline.write_step(db, WINDOW, run_dir, saved["chunks"], saved["results"])
-        detail = {"rows": written["rows"], "rows_per_s": written["rows"] / (time.perf_counter() - started)}
-        state.write_text(json.dumps({**saved, "written": written}))
+        written = pipeline.write_step(
+            run, [ChunkInfo.from_xcom(c) for c in saved["chunks"]], [ChunkResult(**r) for r in saved["results"]]
+        )
+        detail = {"rows": written.rows, "rows_per_s": written.rows / (time.perf_counter() - started)}
+        state.write_text(json.dumps({**saved, "written": asdict(written)}))
     elif args.stage == "report":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
-        report = pipeline.report_step(db, WINDOW, saved["written"])
-        detail = {"report_rows": report["rows"], "report_s": time.perf_counter() - started}
-        state.write_text(json.dumps({**saved, "report": report}))
+        report = pipeline.report_step(run, WriteResult(**saved["written"]))
+        detail = {"report_rows": report.rows, "report_s": time.perf_counter() - started}
+        state.write_text(json.dumps({**saved, "report": asdict(report)}))
     elif args.stage == "floor":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
@@ -226,19 +246,16 @@ def stage_main(argv: list[str]) -> None:
         saved = json.loads(state.read_text())
         started = time.perf_counter()
         summary = pipeline.export_step(
-            db,
-            run_dir / "output",
-            run_dir,
-            run_config.resolve(WINDOW.dates, lambda name: None, local_target()),
-            saved["extracted"],
-            saved["stats"],
-            saved["written"],
-            saved["report"],
+            run,
+            ExtractResult(**saved["extracted"]),
+            JourneyStats(**saved["stats"]),
+            WriteResult(**saved["written"]),
+            ReportResult(**saved["report"]),
         )
         detail = {
-            "csv_rows": summary["report_rows"],
+            "csv_rows": summary.report_rows,
             "export_s": time.perf_counter() - started,
-            "html_kb": Path(summary["html_path"]).stat().st_size / 1024,
+            "html_kb": Path(summary.html_path).stat().st_size / 1024,
         }
     else:
         raise SystemExit(f"unknown stage {args.stage}")

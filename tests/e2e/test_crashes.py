@@ -20,24 +20,28 @@ import orjson
 import pytest
 
 from include import pipeline
-from include.attributions import result_file
-from include.ihc_client import ApiTarget, ClientSettings
-from include.settings import LOCAL_API_KEY, PROJECT_ROOT, DateRange, RunWindow
-from include.warehouse import WarehouseError, sqlite_target
+from include.attributions import ChunkResult, result_file
+from include.chunks import ChunkInfo
+from include.run_config import RunContext
+from include.settings import PROJECT_ROOT, DateRange, RunWindow
+from include.warehouse import WarehouseError
 from tests.e2e.conftest import run, task_instances
+from tests.steps import run_context
 from tools.local_server import ServerConfig, ServerThread
 
 WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
 
 
-def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[dict], list[dict]]:
+def context(db: Path, run_dir: Path, url: str) -> RunContext:
+    return run_context(db, run_dir, url, WINDOW, chunk_size=500)
+
+
+def attributed(db: Path, run_dir: Path, url: str) -> tuple[list[ChunkInfo], list[ChunkResult]]:
     """Chunks and their results, attributed by the server at ``url`` (nothing written yet)."""
-    pipeline.prepare(sqlite_target(db), WINDOW)
-    window = WINDOW
-    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks, _ = pipeline.journeys_step(window, extracted, run_dir, 500, 3000)
-    target = ApiTarget(url, LOCAL_API_KEY, "default")
-    return chunks, [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
+    run = context(db, run_dir, url)
+    pipeline.prepare(run)
+    chunks = pipeline.journeys_step(run, pipeline.extract_step(run)).chunks
+    return chunks, [pipeline.attribute_step(run, c) for c in chunks]
 
 
 def table(db: Path) -> list[tuple]:
@@ -66,7 +70,7 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(
     sample_db, tmp_path, local_server, trained_engine
 ):
     old_chunks, old_results = attributed(sample_db, tmp_path / "old", local_server)
-    pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path / "old", old_chunks, old_results)
+    pipeline.write_step(context(sample_db, tmp_path / "old", local_server), old_chunks, old_results)
     old = table(sample_db)
     reweighted = replace(trained_engine.parameters, weights=(0.6, 0.2, 0.2))
     other = ServerConfig(parameters={"default": replace(trained_engine, parameters=reweighted)})
@@ -78,13 +82,16 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(
             "BEGIN SELECT COUNT(*) FROM session_sources; END"
         )
     job = tmp_path / "job.json"
-    job.write_bytes(orjson.dumps({"chunks": chunks, "results": results}))
+    job.write_bytes(orjson.dumps({"chunks": [c.to_xcom() for c in chunks], "results": [r.to_xcom() for r in results]}))
     writer = python(
         "import orjson, sys; from pathlib import Path; from include import pipeline; "
-        "from include.settings import RunWindow; from include.warehouse import sqlite_target; "
+        "from include.attributions import ChunkResult; from include.chunks import ChunkInfo; "
+        "from include.settings import RunWindow; from tests.steps import run_context; "
         f"job = orjson.loads(Path({str(job)!r}).read_bytes()); "
-        f"pipeline.write_step(sqlite_target(Path({str(sample_db)!r})), RunWindow.from_xcom({WINDOW.to_xcom()!r}), "
-        f"Path({str(tmp_path / 'new')!r}), job['chunks'], job['results'])"
+        f"run = run_context(Path({str(sample_db)!r}), Path({str(tmp_path / 'new')!r}), {url!r}, "
+        f"RunWindow.from_xcom({WINDOW.to_xcom()!r}), chunk_size=500); "
+        "pipeline.write_step(run, [ChunkInfo.from_xcom(c) for c in job['chunks']], "
+        "[ChunkResult(**r) for r in job['results']])"
     )
     deadline = time.monotonic() + 60
     while not holds_write_lock(sample_db) and time.monotonic() < deadline and writer.poll() is None:
@@ -98,23 +105,24 @@ def test_worker_killed_inside_write_attributions_leaves_the_old_state(
     assert table(sample_db) == old
     with sqlite3.connect(sample_db) as conn:
         conn.execute("DROP TRIGGER slow")
-    pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path / "new", chunks, results)
+    pipeline.write_step(context(sample_db, tmp_path / "new", local_server), chunks, results)
     new = table(sample_db)
-    assert new != old and len(new) == len(old) == sum(c["sessions"] for c in chunks)
+    assert new != old and len(new) == len(old) == sum(c.sessions for c in chunks)
 
 
 def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tmp_path, local_server, server_config):
-    pipeline.prepare(sqlite_target(sample_db), WINDOW)
-    window = WINDOW
-    extracted = pipeline.extract_step(sqlite_target(sample_db), window, tmp_path)
-    chunks, _ = pipeline.journeys_step(window, extracted, tmp_path, 500, 3000)
+    run = context(sample_db, tmp_path, local_server)
+    pipeline.prepare(run)
+    chunks = pipeline.journeys_step(run, pipeline.extract_step(run)).chunks
     slow = ServerConfig(parameters=server_config.parameters, latency_seconds=30)
     with ServerThread(slow) as slow_url:
         task = python(
             "from pathlib import Path; from include import pipeline; "
-            "from include.ihc_client import ApiTarget, ClientSettings; "
-            f"pipeline.attribute_step({chunks[1]!r}, Path({str(tmp_path)!r}), "
-            f"ApiTarget({slow_url!r}, {LOCAL_API_KEY!r}, 'default'), ClientSettings())"
+            "from include.chunks import ChunkInfo; from include.settings import RunWindow; "
+            "from tests.steps import run_context; "
+            f"run = run_context(Path({str(sample_db)!r}), Path({str(tmp_path)!r}), {slow_url!r}, "
+            f"RunWindow.from_xcom({WINDOW.to_xcom()!r})); "
+            f"pipeline.attribute_step(run, ChunkInfo.from_xcom({chunks[1].to_xcom()!r}))"
         )
         deadline = time.monotonic() + 60
         while slow.requests == 0 and time.monotonic() < deadline:
@@ -125,12 +133,11 @@ def test_chunk_task_killed_mid_request_is_attributed_once_on_retry(sample_db, tm
     assert not (tmp_path / result_file(1)).exists()
     assert list((tmp_path / "results").glob("*")) == [], "no half-written result or temp file is left"
 
-    target = ApiTarget(local_server, LOCAL_API_KEY, "default")
-    results = [pipeline.attribute_step(c, tmp_path, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(sqlite_target(sample_db), window, tmp_path, chunks, results)
+    results = [pipeline.attribute_step(run, c) for c in chunks]
+    written = pipeline.write_step(run, chunks, results)
 
     rows = table(sample_db)
-    assert written["rows"] == len(rows) == len({(r[0], r[1]) for r in rows}) == sum(c["sessions"] for c in chunks)
+    assert written.rows == len(rows) == len({(r[0], r[1]) for r in rows}) == sum(c.sessions for c in chunks)
 
 
 def test_missing_warehouse_fails_the_first_task_naming_the_file(dag, pipeline_env, monkeypatch, capfd, tmp_path):
@@ -161,20 +168,21 @@ def read_only_db(sample_db_template, tmp_path):
 
 def test_read_only_warehouse_fails_saying_read_only_and_where(read_only_db):
     with pytest.raises(WarehouseError) as raised:
-        pipeline.prepare(sqlite_target(read_only_db), WINDOW)
+        pipeline.prepare(context(read_only_db, read_only_db.parent / "run", "http://127.0.0.1:9"))
     assert str(raised.value).startswith(f"warehouse database {read_only_db} is read-only")
     assert "the worker needs write access to the file and its folder" in str(raised.value)
 
 
 def test_warehouse_locked_past_the_busy_timeout_says_locked_and_where(sample_db, monkeypatch):
     monkeypatch.setenv("ATTRIBUTION_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.5")
-    pipeline.prepare(sqlite_target(sample_db), WINDOW)
+    run = context(sample_db, sample_db.parent / "run", "http://127.0.0.1:9")
+    pipeline.prepare(run)
     other_writer = sqlite3.connect(sample_db, isolation_level=None)
     other_writer.execute("BEGIN IMMEDIATE")
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseError) as raised:
-            pipeline.report_step(sqlite_target(sample_db), WINDOW)
+            pipeline.report_step(run)
         assert time.monotonic() - started >= 0.5
     finally:
         other_writer.execute("ROLLBACK")

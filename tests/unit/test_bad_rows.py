@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from include import pipeline, run_config
-from include.ihc_client import ApiTarget, ClientSettings
 from include.journeys import BadRowError
-from include.settings import LOCAL_API_KEY, DateRange, RunWindow
+from include.settings import DateRange, RunWindow
 from include.summary import RunSummary
-from include.warehouse import sqlite_target
+from tests.steps import run_all, run_context
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
 BAD_SESSIONS = {
@@ -25,19 +23,8 @@ BAD_SESSIONS = {
 }
 
 
-def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[dict, list[tuple]]:
-    pipeline.prepare(sqlite_target(db), WINDOW)
-    window = WINDOW
-    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks, stats = pipeline.journeys_step(window, extracted, run_dir, 500, 3000, max_share)
-    target = ApiTarget(url, LOCAL_API_KEY, "default")
-    results = [pipeline.attribute_step(c, run_dir, target, ClientSettings()) for c in chunks]
-    written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
-    report = pipeline.report_step(sqlite_target(db), window)
-    config = run_config.resolve(window.dates, lambda name: None, target)
-    summary = pipeline.export_step(
-        sqlite_target(db), run_dir / "output", run_dir, config, extracted, stats, written, report
-    )
+def run(db: Path, run_dir: Path, url: str, max_share: float = 0.05) -> tuple[RunSummary, list[tuple]]:
+    summary = run_all(run_context(db, run_dir, url, WINDOW, chunk_size=500, max_bad_row_share=max_share)).summary
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
     return summary, rows
@@ -79,7 +66,7 @@ def test_bad_rows_are_skipped_named_and_leave_kept_rows_alone(sample_db, tmp_pat
     with caplog.at_level(logging.WARNING):
         summary, rows = run(sample_db, tmp_path / "dirty", local_server)
 
-    issues = summary["row_issues"]
+    issues = summary.row_issues
     assert issues["session_sources: NULL or malformed event_date/event_time"]["ids"] == ["null-date", "bad-time"]
     assert issues["session_sources: empty channel_name"] == {"count": 1, "ids": ["no-channel"]}
     assert issues["session_sources: engagement flag other than 0/1"] == {"count": 1, "ids": ["flag-two"]}
@@ -87,13 +74,13 @@ def test_bad_rows_are_skipped_named_and_leave_kept_rows_alone(sample_db, tmp_pat
     assert issues["conversions: NULL or malformed conv_date/conv_time"] == {"count": 1, "ids": ["null-time"]}
     assert issues["conversions: NULL revenue (kept, counted as 0)"] == {"count": 1, "ids": ["null-revenue"]}
     assert "engagement flag other than 0/1: 1 rows (first ids: flag-two)" in caplog.text
-    assert "rows skipped or adjusted" in RunSummary(**summary).text()
+    assert "rows skipped or adjusted" in summary.text()
 
     untouched = [r for r in clean_rows if r[0] != ids["conv"]]
     assert [r for r in rows if r[0] in {u[0] for u in untouched}] == untouched
     assert {r[1] for r in rows} & set(BAD_SESSIONS) == set()
     assert {r[0] for r in rows} - {r[0] for r in clean_rows} == {"null-revenue"}
-    assert summary["attributed"] == clean_summary["attributed"] + 1
+    assert summary.attributed == clean_summary.attributed + 1
     with sqlite3.connect(sample_db) as conn:
         no_channel = conn.execute("SELECT cost FROM channel_reporting WHERE channel_name = '(no channel)'").fetchall()
     assert no_channel == [(10.0,)]

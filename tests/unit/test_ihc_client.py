@@ -25,7 +25,7 @@ from include.ihc_client import (
 )
 from include.journeys import Journey
 from include.records import Session
-from include.settings import LOCAL_API_KEY, SettingError
+from include.settings import LOCAL_API_KEY, ConnectionFields, SettingError
 from tests.api_rows import attribute_collecting, journey, pack_requests
 from tools.local_server import Fault, ServerConfig
 
@@ -34,6 +34,10 @@ FAST = ClientSettings(backoff_seconds=0.01, max_backoff_seconds=0.05, max_attemp
 
 def journeys_of(*sizes: int) -> list[list[dict]]:
     return [journey(f"c{i + 1}", n) for i, n in enumerate(sizes)]
+
+
+def fields(conn_id: str, conn_type: str, host, schema, port, password, extra: dict) -> ConnectionFields:
+    return ConnectionFields(conn_id, conn_type, host, schema, port, None, password, extra)
 
 
 def target(base_url: str, key: str = LOCAL_API_KEY) -> ApiTarget:
@@ -410,7 +414,7 @@ def test_api_target_repr_hides_the_key() -> None:
 
 def test_target_from_connection_host_with_scheme() -> None:
     api = target_from_connection(
-        "ihc_api", "http", "https://api.ihc-attribution.com", None, None, "key-1", {"conv_type_id": "abc"}
+        fields("ihc_api", "http", "https://api.ihc-attribution.com", None, None, "key-1", {"conv_type_id": "abc"})
     )
     assert api.base_url == "https://api.ihc-attribution.com"
     assert api.url == "https://api.ihc-attribution.com/v1/compute_ihc"
@@ -422,33 +426,41 @@ def test_target_from_connection_host_with_scheme() -> None:
 def test_target_from_connection_host_without_scheme_is_https_unless_schema_says_http() -> None:
     redistribution = {"closer": {"direction": "any_session", "receive_threshold": 0}}
     api = target_from_connection(
-        "ihc_api", "http", "127.0.0.1", None, 8765, "local-dev-key", {"redistribution_parameter": redistribution}
+        fields(
+            "ihc_api", "http", "127.0.0.1", None, 8765, "local-dev-key", {"redistribution_parameter": redistribution}
+        )
     )
     assert api.url == "https://127.0.0.1:8765/v1/compute_ihc", "the key never goes out in clear by default"
-    plain = target_from_connection("ihc_api", "http", "127.0.0.1", "http", 8765, "k", {})
+    plain = target_from_connection(fields("ihc_api", "http", "127.0.0.1", "http", 8765, "k", {}))
     assert plain.url == "http://127.0.0.1:8765/v1/compute_ihc"
     assert api.conv_type_id == "default"
     assert api.redistribution_parameter == redistribution
-    https = target_from_connection("ihc_api", "generic", "api.ihc-attribution.com", None, None, "k", {})
+    https = target_from_connection(fields("ihc_api", "generic", "api.ihc-attribution.com", None, None, "k", {}))
     assert https.base_url == "https://api.ihc-attribution.com"
 
 
 @pytest.mark.parametrize("password", [None, ""])
 def test_target_from_connection_without_password(password: str | None) -> None:
     with pytest.raises(SettingError, match="my_ihc_conn") as caught:
-        target_from_connection("my_ihc_conn", "http", "127.0.0.1", None, 8765, password, {})
+        target_from_connection(fields("my_ihc_conn", "http", "127.0.0.1", None, 8765, password, {}))
     assert "password" in str(caught.value)
 
 
 def test_target_from_connection_without_host() -> None:
     with pytest.raises(SettingError, match="my_ihc_conn"):
-        target_from_connection("my_ihc_conn", "http", None, None, None, "key", {})
+        target_from_connection(fields("my_ihc_conn", "http", None, None, None, "key", {}))
+
+
+@pytest.mark.parametrize("host", ["ftp://api.example.com", "https://", "file:///etc/passwd"])
+def test_target_from_connection_refuses_a_base_url_that_is_not_http(host: str) -> None:
+    with pytest.raises(SettingError, match=f"connection ihc_api has host '{host}'"):
+        target_from_connection(fields("ihc_api", "http", host, None, None, "key", {}))
 
 
 def test_target_from_connection_works_against_the_local_server(local_server: str) -> None:
     host_port = local_server.removeprefix("http://")
     host, port = host_port.split(":")
-    api = target_from_connection("ihc_api", "http", host, "http", int(port), LOCAL_API_KEY, {})
+    api = target_from_connection(fields("ihc_api", "http", host, "http", int(port), LOCAL_API_KEY, {}))
     outcome = attribute_collecting(journeys_of(2), api, FAST)
     assert_complete(outcome.attributions, journeys_of(2))
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import gc
 import sqlite3
 import uuid
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import orjson
 import pytest
 from upath import UPath
 
-from include import pipeline, run_config, settings
-from include.attributions import ResultsError
+from include import pipeline
+from include.attributions import ChunkResult, ResultsError
+from include.chunks import ChunkInfo
 from include.export import CSV_FILE
 from include.html_report import REPORT_FILE
-from include.ihc_client import ApiTarget, ClientSettings, IhcApiError
+from include.ihc_client import ClientSettings, IhcApiError
 from include.runfiles import local_path
-from include.settings import LOCAL_API_KEY, DateRange, RunWindow
-from include.summary import SUMMARY_FILE
-from include.warehouse import sqlite_target
+from include.settings import DateRange, RunWindow
+from include.summary import SUMMARY_FILE, RunSummary
+from tests.steps import run_all, run_context
 from tools.local_server import Fault
 
 WINDOW = RunWindow(DateRange("2023-09-05", "2023-09-06"), 30)
@@ -28,42 +30,36 @@ FAST = ClientSettings(backoff_seconds=0.01, max_attempts=2)
 
 def run_steps(
     db: Path, run_dir: Path, url: str, chunk_size: int = 150, csv_dir: Path | None = None, window: RunWindow = WINDOW
-) -> tuple[list[dict], list[dict], dict]:
-    pipeline.prepare(sqlite_target(db), window)
-    extracted = pipeline.extract_step(sqlite_target(db), window, run_dir)
-    chunks, stats = pipeline.journeys_step(window, extracted, run_dir, chunk_size=chunk_size, max_sessions=3000)
-    target = ApiTarget(url, LOCAL_API_KEY, "default")
-    results = [pipeline.attribute_step(chunk, run_dir, target, FAST) for chunk in chunks]
-    written = pipeline.write_step(sqlite_target(db), window, run_dir, chunks, results)
-    report = pipeline.report_step(sqlite_target(db), window)
-    config = run_config.resolve(window.dates, {settings.LOOKBACK_DAYS.name: window.lookback_days}.get, target)
-    summary = pipeline.export_step(
-        sqlite_target(db), csv_dir or run_dir / "output", run_dir, config, extracted, stats, written, report
-    )
-    return chunks, results, summary
+) -> tuple[list[ChunkInfo], list[ChunkResult], RunSummary]:
+    done = run_all(context(db, run_dir, url, window, csv_dir, chunk_size=chunk_size))
+    return done.chunks, done.results, done.summary
+
+
+def context(db: Path, run_dir, url: str, window: RunWindow = WINDOW, csv_dir: Path | None = None, **variables):
+    return run_context(db, run_dir, url, window, csv_dir or Path(str(run_dir)) / "output", FAST, **variables)
 
 
 def test_the_widest_window_runs_through_every_step(sample_db, tmp_path, local_server):
     widest = RunWindow(DateRange("0001-01-31", "9999-12-31"), 30)
     _, _, summary = run_steps(sample_db, tmp_path, local_server, chunk_size=1000, window=widest)
     with sqlite3.connect(sample_db) as conn:
-        assert summary["conversions"] == conn.execute("SELECT count(*) FROM conversions").fetchone()[0]
-        assert summary["report_rows"] == conn.execute("SELECT count(*) FROM channel_reporting").fetchone()[0] > 0
+        assert summary.conversions == conn.execute("SELECT count(*) FROM conversions").fetchone()[0]
+        assert summary.report_rows == conn.execute("SELECT count(*) FROM channel_reporting").fetchone()[0] > 0
 
 
 def test_steps_attribute_the_window_and_summarise(sample_db, tmp_path, local_server):
     chunks, results, summary = run_steps(sample_db, tmp_path, local_server)
 
-    assert len(chunks) == summary["chunks"] > 1
-    assert [r["rows"] for r in results] == [c["sessions"] for c in chunks]
+    assert len(chunks) == summary.chunks > 1
+    assert [r.rows for r in results] == [c.sessions for c in chunks]
     with sqlite3.connect(sample_db) as conn:
         attributed = conn.execute("SELECT COUNT(DISTINCT conv_id) FROM attribution_customer_journey").fetchone()[0]
         in_range = conn.execute(
             "SELECT COUNT(*) FROM conversions WHERE conv_date BETWEEN '2023-09-05' AND '2023-09-06'"
         ).fetchone()[0]
-    assert attributed == summary["attributed"]
-    assert summary["conversions"] == in_range == summary["attributed"] + summary["without_sessions"]
-    assert summary["report_rows"] == len(Path(summary["csv_path"]).read_text().splitlines()) - 1
+    assert attributed == summary.attributed
+    assert summary.conversions == in_range == summary.attributed + summary.without_sessions
+    assert summary.report_rows == len(Path(summary.csv_path).read_text().splitlines()) - 1
     assert (tmp_path / "summary.json").is_file()
 
 
@@ -73,19 +69,20 @@ def test_the_chunks_earliest_session_date_is_that_of_the_stored_rows(sample_db, 
     chunks, results, _ = run_steps(sample_db, tmp_path, local_server)
     with sqlite3.connect(sample_db) as conn:
         conn.execute("DELETE FROM attribution_customer_journey")
-    written = pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, chunks, results)
-    earlier = [{k: v for k, v in c.items() if k != "first_session_date"} for c in chunks]
+    run = context(sample_db, tmp_path, local_server)
+    written = pipeline.write_step(run, chunks, results)
+    earlier = [replace(c, first_session_date=None) for c in chunks]
     with sqlite3.connect(sample_db) as conn:
         conn.execute("DELETE FROM attribution_customer_journey")
-    read_back = pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, earlier, results)
+    read_back = pipeline.write_step(run, earlier, results)
     with sqlite3.connect(sample_db) as conn:
         stored = conn.execute(
             "SELECT MIN(s.event_date) FROM attribution_customer_journey a "
             "JOIN session_sources s ON s.session_id = a.session_id"
         ).fetchone()[0]
-    assert len({c["first_session_date"] for c in chunks}) > 1
-    assert written["first_session_date"] == read_back["first_session_date"] == stored
-    assert min(c["first_session_date"] for c in chunks) == stored
+    assert len({c.first_session_date for c in chunks}) > 1
+    assert written.first_session_date == read_back.first_session_date == stored
+    assert min(c.first_session_date for c in chunks) == stored
 
 
 def test_a_failing_chunk_stops_the_step_and_writes_nothing(sample_db, tmp_path, local_server, server_config):
@@ -102,20 +99,20 @@ def test_a_chunk_failing_on_its_retry_keeps_its_last_result_and_leaves_no_other_
     sample_db, tmp_path, local_server, server_config
 ):
     chunks, results, _ = run_steps(sample_db, tmp_path, local_server)
-    kept = (tmp_path / results[1]["file"]).read_bytes()
+    kept = (tmp_path / results[1].file).read_bytes()
     server_config.faults.append(Fault("500", times=-1, conversion_id=chunks_last_journey(tmp_path, chunks[1])))
 
     with pytest.raises(IhcApiError, match="failed after 2 attempts"):
-        pipeline.attribute_step(chunks[1], tmp_path, ApiTarget(local_server, LOCAL_API_KEY, "default"), FAST)
+        pipeline.attribute_step(context(sample_db, tmp_path, local_server), chunks[1])
 
     assert server_config.faults_fired > 0
-    assert (tmp_path / results[1]["file"]).read_bytes() == kept
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(Path(r["file"]).name for r in results)
+    assert (tmp_path / results[1].file).read_bytes() == kept
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(Path(r.file).name for r in results)
 
 
-def chunks_last_journey(run_dir: Path, chunk: dict) -> str:
+def chunks_last_journey(run_dir: Path, chunk: ChunkInfo) -> str:
     """The conversion id of the chunk's last journey: its requests before it succeed first."""
-    last = (run_dir / chunk["file"]).read_bytes().splitlines()[-1]
+    last = (run_dir / chunk.file).read_bytes().splitlines()[-1]
     return orjson.loads(last)[0]["conversion_id"]
 
 
@@ -125,7 +122,7 @@ def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, loca
         before = conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall()
 
     with pytest.raises(ResultsError, match="chunk 2/"):
-        pipeline.write_step(sqlite_target(sample_db), WINDOW, tmp_path, chunks, [r for r in results if r["index"] != 1])
+        pipeline.write_step(context(sample_db, tmp_path, local_server), chunks, [r for r in results if r.index != 1])
 
     with sqlite3.connect(sample_db) as conn:
         assert conn.execute("SELECT * FROM attribution_customer_journey ORDER BY 1, 2").fetchall() == before
@@ -145,7 +142,7 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         assert sorted(p.name for p in (store / "chunks").iterdir()) == [
             f"chunk-{i:04d}.jsonl" for i in range(len(chunks))
         ]
-        assert [r["file"] for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
+        assert [r.file for r in results] == [f"results/chunk-{i:04d}.json" for i in range(len(chunks))]
         assert (store / SUMMARY_FILE).exists()
         assert (store / CSV_FILE).read_bytes() == (tmp_path / "csv" / CSV_FILE).read_bytes()
         assert (store / REPORT_FILE).exists()
@@ -153,8 +150,8 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
         store.fs.rm(store.path, recursive=True)
     assert chunks == local_chunks
     paths = ("csv_path", "run_csv_path", "html_path", "run_html_path")
-    assert {k: v for k, v in summary.items() if k not in paths} == {
-        k: v for k, v in local_summary.items() if k not in paths
+    assert {k: v for k, v in asdict(summary).items() if k not in paths} == {
+        k: v for k, v in asdict(local_summary).items() if k not in paths
     }
 
 

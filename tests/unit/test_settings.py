@@ -76,7 +76,15 @@ def test_int_variable_below_minimum_names_the_variable(raw):
     with pytest.raises(SettingError) as info:
         IntVariable("ihc_max_journeys_per_request", 100).parse(raw)
     assert "ihc_max_journeys_per_request" in str(info.value)
-    assert "at least 1" in str(info.value)
+    assert "outside the allowed range: an integer of at least 1" in str(info.value)
+
+
+@pytest.mark.parametrize(("variable", "raw"), [(settings.MAX_BAD_ROW_SHARE, "5"), (settings.CHUNK_SIZE, "1000001")])
+def test_a_variable_above_its_maximum_names_it_and_its_bounds(variable, raw):
+    with pytest.raises(SettingError) as info:
+        variable.parse(raw)
+    assert str(info.value) == f"Variable {variable.name}={raw!r} is outside the allowed range: {variable.bounds}"
+    assert variable.bounds in variable.ui_description
 
 
 def test_lookback_days_must_be_at_least_one_day():
