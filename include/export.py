@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 
 from include.report import ReportRow
 from include.runfiles import StoragePath, atomic_write_bytes
@@ -16,15 +17,22 @@ from include.runfiles import StoragePath, atomic_write_bytes
 CSV_FILE = "channel_reporting.csv"
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
 
+# Each database adds a sum's floats in its own order, so their last digits differ: a cell is
+# rounded from the value cut this many digits past its own, and a sum that is exactly a half cent
+# (401.8050 as 401.80499999999915 on SQLite, 401.805 on PostgreSQL) gives the same cell on both.
+NOISE_DIGITS = 6
+
 
 def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
 def fmt(value: float | None, decimals: int) -> str:
+    """Half away from zero, as both databases' ROUND: a tie is decided by the data, not by float noise."""
     if value is None:
         return ""
-    text = f"{value:.{decimals}f}"
+    digits = Decimal(f"{value:.{decimals + NOISE_DIGITS}f}")
+    text = f"{digits.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 

@@ -63,7 +63,7 @@ def check_warehouse(target: WarehouseTarget) -> None:
     """Connect and find the input tables, reading only. A lock held by another writer is no
     setting's fault: it propagates, for the task's retries to wait out."""
     try:
-        with target.open() as db:
+        with target.reader() as db:
             check_input_tables(db)
     except WarehouseBusyError as exc:
         if not isinstance(exc, WarehouseUnreachableError):

@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +335,11 @@ class WarehouseTarget:
     open: Callable[[], Warehouse]
     # The bundled sample database, used because no warehouse connection is set at all.
     sample: bool = False
+    # For checks that only read: opens without changing anything (SQLite: no switch to WAL).
+    open_read_only: Callable[[], Warehouse] | None = None
+
+    def reader(self) -> Warehouse:
+        return (self.open_read_only or self.open)()
 
 
 def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
@@ -352,12 +357,19 @@ def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
+def connect_sqlite(path: Path, *, create: bool = False, read_only: bool = False) -> Warehouse:
+    """A SQLite warehouse in WAL mode; ``read_only`` opens it without changing a byte of it."""
     if not create and not path.is_file():
         raise WarehouseSetupError(f"warehouse database {path} does not exist")
     label = f"database {path}"
+    timeout = settings.warehouse_lock_timeout_seconds()
     try:
-        conn = sqlite3.connect(path, timeout=settings.warehouse_lock_timeout_seconds(), isolation_level=None)
+        if read_only:
+            conn = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro", timeout=timeout, isolation_level=None, uri=True
+            )
+            return Warehouse(conn, SQLITE, label)
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     except sqlite3.Error as exc:
         raise explain(exc, label, file_based=True) from exc
     try:
@@ -369,13 +381,17 @@ def connect_sqlite(path: Path, *, create: bool = False) -> Warehouse:
 
 
 def sqlite_target(path: Path) -> WarehouseTarget:
-    return WarehouseTarget(f"SQLite {path}", lambda: connect_sqlite(path))
+    return WarehouseTarget(
+        f"SQLite {path}", lambda: connect_sqlite(path), open_read_only=lambda: connect_sqlite(path, read_only=True)
+    )
 
 
 def sample_target(path: Path) -> WarehouseTarget:
     """The sample database, said so in every label: its numbers must never pass for a warehouse's."""
-    return WarehouseTarget(
-        f"sample database {path} (no connection {settings.WAREHOUSE_CONN_ID} set)", lambda: connect_sqlite(path), True
+    return replace(
+        sqlite_target(path),
+        label=f"sample database {path} (no connection {settings.WAREHOUSE_CONN_ID} set)",
+        sample=True,
     )
 
 

@@ -7,12 +7,12 @@ starts one for its PostgreSQL runs. Standard library only: CI runs it before any
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 INSTALL_HINT = "install the PostgreSQL server (apt-get install postgresql)"
@@ -64,9 +64,24 @@ def stop(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    action, where = sys.argv[1], Path(sys.argv[2])
-    if action == "start":
-        print(start(where))
+ACTIONS = {
+    "start": "initdb a new cluster in DIR, start it on a free 127.0.0.1 port and print its URL",
+    "stop": "stop the server started in DIR and remove DIR",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The URL goes to stdout alone, so a script can take it: URL=$(python3 -m tools.postgres_server start DIR)."""
+    parser = argparse.ArgumentParser(prog="python3 -m tools.postgres_server", description=__doc__.split("\n\n")[0])
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{start,stop}")
+    for action, summary in ACTIONS.items():
+        actions.add_parser(action, help=summary, description=summary).add_argument("folder", metavar="DIR", type=Path)
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        print(start(args.folder))
     else:
-        stop(where)
+        stop(args.folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,5 @@
 """The DAG with a PostgreSQL warehouse (connection type postgres, through Airflow's Postgres
-provider) against the same DAG with SQLite: the same tables, and the same again on a rerun."""
+provider) against the same DAG with SQLite: the same tables and CSV, and the same again on a rerun."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from include import warehouse
+from include import settings, warehouse
+from include.export import CSV_FILE
 from tests.e2e.conftest import run, succeeded, task_instances
 
 OUTPUT_TABLES = ("attribution_customer_journey", "channel_reporting")
@@ -32,10 +33,13 @@ def assert_same_tables(actual: dict[str, list[tuple]], expected: dict[str, list[
         assert numbers == pytest.approx([value for row in expected[name] for value in row[2:]], abs=1e-9), name
 
 
-def test_postgres_warehouse_gives_the_same_tables_as_sqlite(dag, pipeline_env, sample_postgres, monkeypatch, caplog):
+def test_postgres_warehouse_gives_the_same_tables_and_csv_as_sqlite(
+    dag, pipeline_env, sample_postgres, monkeypatch, caplog
+):
     assert succeeded(run(dag))
     on_sqlite = sqlite_tables(pipeline_env)
     assert len(on_sqlite["attribution_customer_journey"]) > 3000
+    csv_on_sqlite = (settings.output_dir() / CSV_FILE).read_text()
 
     monkeypatch.setenv("AIRFLOW_CONN_IHC_WAREHOUSE", sample_postgres)
     caplog.clear()
@@ -43,6 +47,9 @@ def test_postgres_warehouse_gives_the_same_tables_as_sqlite(dag, pipeline_env, s
     assert "warehouse PostgreSQL 127.0.0.1:" in caplog.text
     on_postgres = postgres_tables(sample_postgres)
     assert_same_tables(on_postgres, on_sqlite)
+    # the same bytes, also where a cost sums to exactly a half cent (Pinterest Ads, 2023-09-05)
+    assert (settings.output_dir() / CSV_FILE).read_text() == csv_on_sqlite
+    assert "Pinterest Ads,2023-09-05,401.81," in csv_on_sqlite
 
     assert succeeded(run(dag))
     assert postgres_tables(sample_postgres) == on_postgres

@@ -1,15 +1,27 @@
-"""docker-compose.yml and .env, read as files: no Docker engine runs here."""
+"""docker-compose.yml and .env, read as files and as Docker Compose resolves them (its ``config``
+needs no Docker engine, and none runs here)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from include import settings
 
 ROOT = settings.PROJECT_ROOT
+# make test and make test-fast take it out of the sdist pinned in requirements-compose.txt.
+COMPOSE = Path(sys.executable).with_name("docker-compose")
+# env_file entries with path and required came in Compose 2.24.
+NEEDED_COMPOSE = (2, 24)
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +33,32 @@ def compose() -> dict:
 def env_file() -> dict[str, str]:
     pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if "=" in line)
     return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def compose_run(project: Path, *args: str) -> str:
+    """Docker Compose in ``project``, with none of this shell's variables in its substitutions."""
+    assert COMPOSE.is_file(), f"{COMPOSE} is missing: make test-fast installs it"
+    env = {"PATH": os.environ["PATH"], "HOME": str(project)}
+    return subprocess.run(
+        [str(COMPOSE), *args], cwd=project, env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the compose file and .env, so a test's .env.local never meets a real one."""
+    for name in ("docker-compose.yml", ".env"):
+        shutil.copyfile(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def resolved(project: Path) -> dict:
+    """Every service, the workers profile's too, as ``docker compose up`` would create it."""
+    return json.loads(compose_run(project, "--profile", "workers", "config", "--format", "json"))
+
+
+def airflow_services(config: dict) -> dict[str, dict]:
+    return {name: service for name, service in config["services"].items() if name not in ("postgres", "redis")}
 
 
 def common_env(compose: dict) -> dict:
@@ -56,10 +94,14 @@ def test_init_creates_login_pool_variables_and_connections(compose):
     assert init["environment"]["_AIRFLOW_WWW_USER_PASSWORD"] == "airflow"
     assert f"pools set {settings.API_POOL}" in script
     for variable in settings.VARIABLES:  # every declared Variable, with its declared default, if not set
-        assert f"variables get {variable.name} >/dev/null 2>&1 || airflow variables set {variable.name} " in script
-        set_default = re.search(rf"variables set {variable.name} (\S+)", script)
+        described = f'--description "{variable.ui_description}"'
+        assert (
+            f"variables get {variable.name} >/dev/null 2>&1 || airflow variables set {described} {variable.name} "
+            in script
+        )
+        set_default = re.search(rf"variables set {re.escape(described)} {variable.name} (\S+)", script)
         assert float(set_default.group(1)) == variable.default, variable.name
-    assert len(re.findall(r"variables set ihc_", script)) == len(settings.VARIABLES)
+    assert len(re.findall(r"variables set --description \"[^\"]*\" ihc_", script)) == len(settings.VARIABLES)
     assert "connections add ihc_api" in script and "connections add ihc_warehouse" in script
 
 
@@ -88,8 +130,43 @@ def test_date_range_and_image_come_from_env_file(compose, env_file):
     assert env_file["ATTRIBUTION_START_DATE"] == settings.SAMPLE_START_DATE
 
 
+def test_fernet_key_in_env_local_reaches_every_airflow_service(project):
+    key = Fernet.generate_key().decode()
+    (project / ".env.local").write_text(f"AIRFLOW__CORE__FERNET_KEY={key}\n")
+    services = airflow_services(resolved(project))
+    assert set(services) == {
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "ihc-local-api",
+    }
+    assert {name: service["environment"]["AIRFLOW__CORE__FERNET_KEY"] for name, service in services.items()} == {
+        name: key for name in services
+    }
+
+
+def test_without_env_local_every_service_has_the_same_empty_key(project):
+    """Empty, not unset: unset, each container would write its own airflow.cfg with its own key."""
+    services = airflow_services(resolved(project))
+    assert {service["environment"]["AIRFLOW__CORE__FERNET_KEY"] for service in services.values()} == {""}
+
+
+def test_needed_compose_version_is_stated_and_the_tests_compose_has_it(project):
+    stated = "Compose {}.{} or newer".format(*NEEDED_COMPOSE)
+    assert stated in (ROOT / "docker-compose.yml").read_text().split("\n\n", 1)[0]
+    assert stated in (ROOT / "README.md").read_text()
+    version = compose_run(project, "version", "--short").strip()
+    assert tuple(int(part) for part in version.split(".")[:2]) >= NEEDED_COMPOSE, version
+    env_files = yaml.safe_load((project / "docker-compose.yml").read_text())["x-airflow-common"]["env_file"]
+    assert env_files == [{"path": ".env"}, {"path": ".env.local", "required": False}]
+
+
 def test_env_file_in_git_holds_no_secret(env_file):
     assert "IHC_API_KEY" not in env_file
+    assert env_file["AIRFLOW__CORE__FERNET_KEY"] == ""
     secret_like = [k for k, v in env_file.items() if re.search(r"KEY|SECRET|PASSWORD|TOKEN", k) and v]
     assert secret_like == ["IHC_LOCAL_API_KEY"]
     assert env_file["IHC_LOCAL_API_KEY"] == settings.LOCAL_API_KEY

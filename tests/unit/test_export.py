@@ -73,6 +73,14 @@ def test_ratio_and_fmt():
     assert not math.isinf(float(fmt(1e12, 2)))
 
 
+def test_a_sum_on_a_half_cent_gives_one_cell_whatever_its_float_noise():
+    # The sample's Pinterest Ads cost of 2023-09-05, exactly 401.8050, as SQLite and PostgreSQL sum it.
+    assert fmt(401.80499999999915, 2) == fmt(401.805, 2) == "401.81"
+    assert fmt(742.155, 2) == "742.16"  # 742.15499999999997 in binary
+    assert fmt(-0.125, 2) == "-0.13"  # half away from zero
+    assert fmt(0.12344999, 4) == "0.1234"  # below the tie by more than float noise
+
+
 def test_write_is_atomic_and_replaces_the_file(tmp_path):
     path = tmp_path / "out" / "channel_reporting.csv"
     path.parent.mkdir()
