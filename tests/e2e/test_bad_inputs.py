@@ -247,3 +247,23 @@ def test_the_docs_table_has_a_row_for_each_case_and_no_other():
 
 def test_a_good_configuration_still_runs_after_the_checks(dag, pipeline_env):
     assert str(run(dag, START, END).state).endswith("success")
+
+
+def test_an_api_host_that_does_not_answer_is_retried_with_each_attempt_logged(
+    dag, pipeline_env, monkeypatch, capfd, caplog
+):
+    """Not a bad setting: a real API can be down for a while. init_db waits ihc_api_wait_seconds,
+    then fails its try; Airflow retries it, and the warehouse is not touched meanwhile."""
+    monkeypatch.setenv(API, '{"conn_type": "http", "host": "http://127.0.0.1:9", "password": "k"}')
+    monkeypatch.setenv("AIRFLOW_VAR_IHC_API_WAIT_SECONDS", "0.5")
+    before = file_digest(pipeline_env)
+
+    dag_run = run(dag)
+
+    [init] = [ti for (task_id, _), ti in task_instances(dag_run).items() if task_id == "init_db"]
+    assert str(init.state).endswith("failed") and init.try_number == 3, "retried by the task's policy"
+    captured = capfd.readouterr()
+    output = captured.out + captured.err + caplog.text
+    assert "IHC API 127.0.0.1:9 not reachable, attempt 1: ConnectionRefusedError" in output
+    assert "the IHC API at 127.0.0.1:9 (connection ihc_api) did not answer" in output
+    assert file_digest(pipeline_env) == before
