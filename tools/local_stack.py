@@ -4,13 +4,19 @@ Trains the local IHC engine's default conversion type on the sample (unless its 
 is newer than the database), then starts the local IHC server, Airflow's API server (UI + REST
 API), scheduler (LocalExecutor, mapped chunks run in parallel), dag-processor and triggerer,
 after creating the metadata DB, the login, the ``ihc_api`` pool, the Variables' defaults and the
-connections. With ``--workers N`` (``make airflow WORKERS=N``) the executor is Celery instead:
+default connections (in the metadata DB, where ``airflow connections add`` and the UI change them).
+With ``--workers N`` (``make airflow WORKERS=N``) the executor is Celery instead:
 a Redis broker on 127.0.0.1 and N Celery workers, each in its own folder with its own copy of
 the code, logs and data folder, as if on its own machine. Ctrl-C, or any component exiting,
-stops every process it started and everything those started (executor workers, serve-logs),
+stops every process it started and everything those started (executor workers, task processes),
 with SIGKILL for what ignores SIGTERM. Each
 process logs to ``<AIRFLOW_HOME>/stack/<name>.log``; ``<AIRFLOW_HOME>/airflow.env`` is the
 environment to ``source`` for the Airflow CLI against this stack.
+
+Every server binds 127.0.0.1, the UI on ``--port``, the others on ports picked free at each start,
+so stacks of two checkouts run side by side. One stack per AIRFLOW_HOME: ``<AIRFLOW_HOME>/stack.pid``
+(locked while it runs) names the running one to a second ``make airflow`` and to ``airflow dags
+test`` from the env file, which both refuse.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -40,14 +48,24 @@ from tools.engine_training import ensure_default
 from tools.local_airflow import (
     CONNECT_ARGS_KEYS,
     WORKER_NAME_ENV,
+    HomeInUseError,
+    HomeLock,
     airflow_env,
     airflow_home,
-    connection_env,
-    local_api_connection,
+    connection_key,
+    local_api_conn,
+    stack_hostname,
 )
 
 LOGIN = ("airflow", "airflow")
-COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+# Airflow's own log servers (scheduler, triggerer) bind every interface on fixed ports, 8793 and
+# 8794 (airflow/utils/serve_logs/core.py: no host setting), so a second stack could not start:
+# the components skip theirs and the stack serves the same app, LOG_SERVER_APP, on 127.0.0.1 at
+# a free port, from the log folder they share. The UI fetches a running task's log there.
+COMPONENTS = {"scheduler": ["--skip-serve-logs"], "dag-processor": [], "triggerer": ["--skip-serve-logs"]}
+LOG_SERVER_APP = "airflow.utils.serve_logs.log_server:get_app"
+STACK_LOCK = "stack.pid"
+CONN_DESCRIPTION = "make airflow's default: rewritten at each start until you change or replace it"
 WORKER_CONCURRENCY = 2
 # What a worker's copy of the project holds: the code a task imports, nothing else.
 CODE_FOLDERS = ("include", "tools")
@@ -66,7 +84,12 @@ class LocalStack:
     engine_dir: Path = field(default_factory=engine_parameters.engine_dir)
     workers: int = 0
     redis_port: int = field(default_factory=free_port)
+    log_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    lock: HomeLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lock = HomeLock(self.home / STACK_LOCK)
 
     @property
     def url(self) -> str:
@@ -85,13 +108,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         passwords = self.home / "passwords.json"
         passwords.write_bytes(orjson.dumps({LOGIN[0]: LOGIN[1]}))
-        local_connections = local_api_connection(self.ihc_url, settings.LOCAL_API_KEY) | connection_env(
-            settings.WAREHOUSE_CONN_ID, {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())}
-        )
         return (
             airflow_env(self.home, {**os.environ, **self.extra_env})
-            # a connection the user set in the environment wins (the real API, their warehouse)
-            | {k: v for k, v in local_connections.items() if k not in os.environ}
             | self.executor_env()
             | {
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
@@ -103,10 +121,20 @@ class LocalStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_port),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_port),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{stack_hostname.__module__}.{stack_hostname.__name__}",
                 settings.DEADLINE_ENV: os.environ.get(settings.DEADLINE_ENV, "120"),
             }
             | self.extra_env
         )
+
+    def default_connections(self) -> dict[str, dict[str, object]]:
+        """What the stack runs on offline: its local IHC server and the sample warehouse."""
+        return {
+            settings.API_CONN_ID: local_api_conn(self.ihc_url, settings.LOCAL_API_KEY),
+            settings.WAREHOUSE_CONN_ID: {"conn_type": "sqlite", "host": str(settings.default_warehouse_path())},
+        }
 
     def executor_env(self) -> dict[str, str]:
         """LocalExecutor, or Celery with this stack's Redis as broker and result store."""
@@ -138,7 +166,6 @@ class LocalStack:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(code / "dags"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.worker_hostname",
             "PYTHONPATH": os.pathsep.join([str(code), str(code / "dags")]),
             settings.DATA_DIR_ENV: str(home / "data"),
             settings.WORK_DIR_ENV: settings.work_base(env),
@@ -185,15 +212,50 @@ class LocalStack:
         lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v]
         lines += [f"unset {k}" for k in CONNECT_ARGS_KEYS if k not in env]
         header = f"# source {self.cli_env_file}: the Airflow CLI then works against the stack at {self.url}\n"
-        self.cli_env_file.write_text(header + "\n".join(lines) + "\n")
+        self.cli_env_file.write_text(header + "\n".join(lines) + "\n" + self._dags_test_guard())
+
+    def _dags_test_guard(self) -> str:
+        check = f"{shlex.quote(sys.executable)} -m tools.local_stack --refuse-dags-test {shlex.quote(str(self.home))}"
+        return (
+            "# `airflow dags test` runs the DAG in this shell's process on the stack's metadata DB, where the\n"
+            "# stack's scheduler would take over its tasks: refused, saying why, while the stack runs.\n"
+            "airflow() {\n"
+            '  if [ "$1" = dags ] && [ "$2" = test ]; then\n'
+            f"    {check} || return\n"
+            "  fi\n"
+            '  command airflow "$@"\n'
+            "}\n"
+        )
 
     def prepare(self, env: dict[str, str]) -> None:
-        """Metadata DB, pool, and the Variables not set yet (connections come from the environment)."""
+        """Metadata DB, pool, the Variables not set yet and the default connections."""
         self._cli(env, "db", "migrate")
         self._cli(env, "pools", "set", settings.API_POOL, str(self.parallelism), "IHC attribution API requests")
         defaults = self.home / "variables.json"
-        defaults.write_bytes(orjson.dumps({v.name: str(v.default) for v in settings.VARIABLES}))
+        defaults.write_bytes(
+            orjson.dumps(
+                {v.name: {"value": f"{v.default:g}", "description": v.ui_description} for v in settings.VARIABLES}
+            )
+        )
         self._cli(env, "variables", "import", "--action-on-existing-key", "skip", str(defaults))
+        self.write_connections(env)
+
+    def write_connections(self, env: dict[str, str]) -> None:
+        """The default connections into the metadata DB, where ``airflow connections add`` and the UI
+        change them (an ``AIRFLOW_CONN_*`` variable would win over both). ``connections.json``
+        records what was written, so that the next start rewrites only what is still the stack's."""
+        record = self.home / "connections.json"
+        written = orjson.loads(record.read_bytes()) if record.exists() else {}
+        defaults = {k: {**v, "description": CONN_DESCRIPTION} for k, v in self.default_connections().items()}
+        with tempfile.TemporaryDirectory() as folder:  # the export holds the DB's passwords
+            exported = Path(folder) / "connections.json"
+            self._cli(env, "connections", "export", str(exported), "--file-format", "json")
+            new = connections_to_write(defaults, orjson.loads(exported.read_bytes()), written, env)
+            if not new:
+                return
+            exported.write_bytes(orjson.dumps(new))
+            self._cli(env, "connections", "import", "--overwrite", str(exported))
+        record.write_bytes(orjson.dumps(written | new))
 
     def _start(self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
         log_dir = self.home / "stack"
@@ -204,13 +266,18 @@ class LocalStack:
             )
 
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire({"pid": os.getpid(), "url": self.url})
+        except HomeInUseError as in_use:
+            raise RuntimeError(running_message(self.home, in_use.note)) from None
         env = self.env()
         self.write_cli_env(env)
         self.prepare(env)
         if self.workers:
             self._start_workers(env)
         airflow = str(Path(sys.executable).with_name("airflow"))
+        log_server = [sys.executable, "-m", "uvicorn", LOG_SERVER_APP, "--factory", "--no-access-log"]
+        self._start("log-server", [*log_server, "--host", settings.LOCAL_API_HOST, "--port", str(self.log_port)], env)
         server = [
             sys.executable,
             "-m",
@@ -225,9 +292,10 @@ class LocalStack:
         self._start(
             "api-server", [airflow, "api-server", "--host", settings.LOCAL_API_HOST, "--port", str(self.port)], env
         )
-        for component in COMPONENTS:
-            self._start(component, [airflow, component], env)
+        for component, options in COMPONENTS.items():
+            self._start(component, [airflow, component, *options], env)
         wait_for_port(self.api_port, self.processes["ihc-local-api"])
+        wait_for_port(self.log_port, self.processes["log-server"], timeout=60, name="the log server")
         self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
@@ -260,6 +328,7 @@ class LocalStack:
             if not self._alive(groups):
                 break
         self.processes.clear()
+        self.lock.release()
 
     def _alive(self, groups: list[int]) -> list[psutil.Process]:
         """Processes of these groups that still run (our own children are reaped here)."""
@@ -282,6 +351,68 @@ class LocalStack:
 _CACHES = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
+def connections_to_write(
+    defaults: dict[str, dict[str, object]],
+    in_db: dict[str, dict[str, object]],
+    written: dict[str, dict[str, object]],
+    env: dict[str, str],
+) -> dict[str, dict[str, object]]:
+    """The defaults missing from the metadata DB or still as the stack last wrote them there (the
+    local IHC server's port changes at each start); not one the user added or changed there, nor
+    one set in the environment, which Airflow reads first anyway."""
+    return {
+        conn_id: conn
+        for conn_id, conn in defaults.items()
+        if connection_key(conn_id) not in env
+        and (conn_id not in in_db or _fields(in_db[conn_id]) == _fields(written.get(conn_id, {})))
+    }
+
+
+def _fields(conn: dict[str, object]) -> dict[str, object]:
+    """A connection's set fields, its extra parsed: as written and as ``connections export`` gives it."""
+    return {
+        key: orjson.loads(value) if key == "extra" and isinstance(value, str) else value
+        for key, value in conn.items()
+        if value not in (None, "")
+    }
+
+
+def running_message(home: Path, note: dict[str, object]) -> str:
+    return f"make airflow is running on {home} (pid {note.get('pid', '?')}, UI {note.get('url', '?')})"
+
+
+def running_on(home: Path) -> str | None:
+    """What a tool says when a stack runs on this AIRFLOW_HOME, else None."""
+    note = HomeLock(home / STACK_LOCK).holder()
+    return None if note is None else running_message(home, note)
+
+
+def port_in_use(port: int) -> str | None:
+    """Why the UI cannot listen on this port, else None (the API server would only fail later)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.LOCAL_API_HOST, port))
+        except OSError:
+            return f"port {port} on {settings.LOCAL_API_HOST} is in use; make airflow PORT=<another port> moves the UI"
+    return None
+
+
+def refuse_dags_test(home: Path) -> int:
+    """The env file's guard: ``airflow dags test`` would share the metadata DB with a running scheduler."""
+    running = running_on(home)
+    if running is None:
+        return 0
+    print(
+        f"airflow dags test refused: {running}, whose scheduler would take over this test run's tasks in"
+        f" the metadata DB they share. Instead: `airflow dags trigger {settings.DAG_ID}` runs the DAG on the"
+        " stack (watch it in the UI), `make demo` runs it once on a metadata DB of its own, or stop"
+        " make airflow first.",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def _group(process: psutil.Process) -> int | None:
     try:
         return os.getpgid(process.pid)
@@ -299,9 +430,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=0, help="Celery workers with a Redis broker (0: LocalExecutor, no broker)"
     )
+    parser.add_argument(
+        "--refuse-dags-test",
+        type=Path,
+        metavar="AIRFLOW_HOME",
+        help="exit 1, saying why, while a stack runs on AIRFLOW_HOME (the guard of `airflow dags test` in airflow.env)",
+    )
     args = parser.parse_args(argv)
+    if args.refuse_dags_test:
+        return refuse_dags_test(args.refuse_dags_test)
+    home = airflow_home()
+    refusal = running_on(home) or port_in_use(args.port)
+    if refusal:
+        print(f"make airflow not started: {refusal}", file=sys.stderr)
+        return 1
     trained = ensure_default()
-    stack = LocalStack(airflow_home(), port=args.port, engine_dir=Path(trained.path).parent, workers=args.workers)
+    stack = LocalStack(home, port=args.port, engine_dir=Path(trained.path).parent, workers=args.workers)
     # Both stop the stack, also when started with SIGINT ignored (a background job of a
     # non-interactive shell, a test runner), which Python would otherwise leave ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -134,6 +134,8 @@ def test_make_airflow_serves_the_ui_the_cli_works_through_its_env_file_and_ctrl_
     api = AirflowApi(f"http://127.0.0.1:{launched.port}", *LOGIN)
     variable = next(c.split()[3:5] for c in commands if c.startswith("airflow variables set"))
     assert api.get(f"/variables/{variable[0]}")["value"] == variable[1]
+    declared = settings.LOOKBACK_DAYS  # created by the stack from its declaration, bounds in the UI
+    assert api.get(f"/variables/{declared.name}")["description"] == declared.ui_description
     assert api.get("/backfills?dag_id=ihc_attribution")["total_entries"] == 1
 
     groups = launched.groups()
