@@ -59,13 +59,14 @@ def test_demo_runs_offline_prints_the_summary_and_reruns_identically(tmp_path: P
     assert summary.chunks > 1 and summary.max_sum_error < 1e-6
     csv = tmp_path / "data" / "output" / "channel_reporting.csv"
     assert summary.csv_path == str(csv) and len(csv.read_text().splitlines()) == summary.report_rows + 1
-    assert (tmp_path / "airflow" / "airflow.db").is_file()
+    assert (tmp_path / "airflow" / "demo" / "airflow.db").is_file(), "the demo's own metadata DB, not make airflow's"
+    assert summary.warehouse == f"sample database {db} (no connection ihc_warehouse set)"
     parameters = tmp_path / "data" / "engine" / "default.json"
     assert summary.engine_parameters == [str(parameters)], "the summary names the trained engine"
     trained = engine_parameters.read(parameters)
     assert trained.trained_on.warehouse == f"SQLite {tmp_path / 'data' / 'challenge.db'}"
     assert (trained.trained_on.start, trained.trained_on.end) == (settings.SAMPLE_START_DATE, settings.SAMPLE_END_DATE)
-    airflow_log = (tmp_path / "airflow" / "demo.log").read_text().splitlines()
+    airflow_log = (tmp_path / "airflow" / "demo" / "demo.log").read_text().splitlines()
     assert [line for line in airflow_log if "[error" in line] == [], "a successful run logs no error"
     before = tables(db)
     assert len(before[0]) > 3000
