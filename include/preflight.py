@@ -150,7 +150,7 @@ def checked_start(sources: StartSources) -> RunContext:
     problems = _Problems()
     problems.check(lambda: check_conf_keys(sources.conf, sources.param_names))
     dates = problems.check(sources.dates)
-    problems.check(lambda: run_config.parse_variables(sources.variable))
+    values = problems.check(lambda: run_config.parse_variables(sources.variable))
     api = problems.check(sources.api)
     warehouse = problems.check(sources.warehouse)
     busy: list[WarehouseBusyError] = []
@@ -166,8 +166,8 @@ def checked_start(sources: StartSources) -> RunContext:
         lambda: writable_folder(sources.output_dir, f"env {settings.OUTPUT_DIR_ENV}", str(settings.output_dir()))
     )
     config: RunConfig | None = None
-    if dates is not None and api is not None and not problems.found:
-        config = problems.check(lambda: run_config.resolve(dates, sources.variable, api))
+    if dates is not None and api is not None and values is not None and not problems.found:
+        config = problems.check(lambda: run_config.configuration(dates, values, api))
     if problems.found or config is None or warehouse is None or run_dir is None or output_dir is None:
         raise ConfigurationError(problems.found)
     if busy:

@@ -77,7 +77,11 @@ def parse_variables(variable: Callable[[str], object]) -> dict[str, float]:
 
 def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget) -> RunConfig:
     """The run's configuration from its dates, a Variable lookup and the API target."""
-    values = parse_variables(variable)
+    return configuration(dates, parse_variables(variable), api)
+
+
+def configuration(dates: DateRange, values: dict[str, float], api: ApiTarget) -> RunConfig:
+    """The run's configuration from Variables already parsed (parse_variables)."""
 
     def value(var: settings.NumberVariable) -> float:
         return values[var.name]
