@@ -27,6 +27,7 @@ class RunConfig:
     max_bad_row_share: float
     retention_days: int
     api_wait_seconds: float
+    decay_half_life_days: float
     client: ClientSettings
     api: ApiTarget
 
@@ -37,6 +38,7 @@ class RunConfig:
             "max_bad_row_share": self.max_bad_row_share,
             "retention_days": self.retention_days,
             "api_wait_seconds": self.api_wait_seconds,
+            "decay_half_life_days": self.decay_half_life_days,
             "client": asdict(self.client),
             "api": {
                 "base_url": self.api.base_url,
@@ -53,6 +55,7 @@ class RunConfig:
             max_bad_row_share=float(data["max_bad_row_share"]),
             retention_days=int(data["retention_days"]),
             api_wait_seconds=float(data["api_wait_seconds"]),
+            decay_half_life_days=float(data["decay_half_life_days"]),
             client=ClientSettings(**data["client"]),
             api=ApiTarget(api_key=api_key, **data["api"]),
         )
@@ -92,6 +95,7 @@ def configuration(dates: DateRange, values: dict[str, float], api: ApiTarget) ->
         max_bad_row_share=value(settings.MAX_BAD_ROW_SHARE),
         retention_days=int(value(settings.RUN_RETENTION_DAYS)),
         api_wait_seconds=value(settings.API_WAIT_SECONDS),
+        decay_half_life_days=value(settings.DECAY_HALF_LIFE_DAYS),
         client=ClientSettings(
             max_journeys_per_request=int(value(settings.MAX_JOURNEYS_PER_REQUEST)),
             max_sessions_per_request=int(value(settings.MAX_SESSIONS_PER_REQUEST)),

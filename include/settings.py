@@ -174,6 +174,13 @@ API_WAIT_SECONDS = FloatVariable(
     maximum=3600,
     description="seconds the first task waits for an unreachable API before its try fails (it is then retried)",
 )
+DECAY_HALF_LIFE_DAYS = FloatVariable(
+    "ihc_decay_half_life_days",
+    7.0,
+    minimum=0.01,
+    maximum=3650,
+    description="days before its conversion at which a session counts half in the time_decay model",
+)
 
 VARIABLES: tuple[NumberVariable, ...] = (
     CHUNK_SIZE,
@@ -188,6 +195,7 @@ VARIABLES: tuple[NumberVariable, ...] = (
     MAX_BAD_ROW_SHARE,
     RUN_RETENTION_DAYS,
     API_WAIT_SECONDS,
+    DECAY_HALF_LIFE_DAYS,
 )
 
 # Read by the failure callback when a task fails, not by the run configuration: it must work
