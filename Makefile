@@ -9,6 +9,7 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
 # make engine-train: WAREHOUSE= (SQLite file or postgresql:// URL), CONV_TYPE=, START=, END=;
 # unset ones take the engine_training defaults (the sample database, "default", the sample range).
+# make export-journeys: WAREHOUSE=, START=, END= as above, OUT= (default data/output/training_journeys.csv).
 # PORT= moves make server (default SERVER_PORT) and make airflow's UI (default AIRFLOW_PORT).
 SERVER_PORT := 8765
 AIRFLOW_PORT := 8080
@@ -16,7 +17,7 @@ server: PORT ?= $(SERVER_PORT)
 airflow: PORT ?= $(AIRFLOW_PORT)
 airflow: WORKERS ?= 0
 
-.PHONY: help demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train postgres chromium redis screenshot clean
+.PHONY: help demo test test-fast test-airflow2 bench airflow lint format venv venv-airflow2 lock server engine-train export-journeys postgres chromium redis screenshot clean
 
 help:  ## this list: each target and what it does
 	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST) \
@@ -53,6 +54,12 @@ TRAIN_ARGS = $(strip $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") $(if $(CONV_T
 
 engine-train: $(STAMP)  ## train the local IHC engine on a warehouse's journeys: writes data/engine/<conv_type>.json
 	$(BIN)/python -m tools.engine_training $(TRAIN_ARGS)
+
+EXPORT_ARGS = $(strip $(if $(WAREHOUSE),--warehouse "$(WAREHOUSE)") $(if $(START),--start "$(START)") \
+	$(if $(END),--end "$(END)") $(if $(OUT),--out "$(OUT)"))
+
+export-journeys: $(STAMP)  ## a warehouse's journeys as the CSV that trains a conversion type in the IHC web app: data/output/training_journeys.csv
+	$(BIN)/python -m tools.export_journeys $(EXPORT_ARGS)
 
 server: $(STAMP)  ## the local IHC server on 127.0.0.1:$(SERVER_PORT) (PORT= moves it; key local-dev-key), each trained conversion type
 	$(BIN)/python -m tools.engine_training --ensure-default

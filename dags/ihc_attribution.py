@@ -13,7 +13,9 @@ Every other step is idempotent and retried too. Errors are classed by type for e
 refuses, a schema that does not fit) fails the task at once; any other is retried.
 
 **Date range**: a manual run uses the params `start_date` / `end_date` (conversion dates,
-inclusive); a scheduled or backfill run uses its logical date.
+inclusive); a scheduled or backfill run uses its logical date. The param
+`export_training_journeys` makes `build_journeys` also write the journeys as
+`training_journeys.csv`, the file to train a conversion type from in the IHC web app.
 **Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
 `ihc_request_concurrency`, `ihc_lookback_days`, `ihc_run_retention_days` and the retry knobs
 (README), each with its bounds. `init_db` checks the params, the trigger conf, every Variable,
@@ -85,6 +87,12 @@ RETRIES = {
             format="date",
             description="Last conversion date, inclusive (manual runs)",
         ),
+        settings.EXPORT_JOURNEYS_PARAM: Param(
+            False,
+            type="boolean",
+            description="Also write the range's journeys as training_journeys.csv (the file the IHC web app "
+            "trains a conversion type from), in the run folder and the output folder",
+        ),
     },
 )
 def ihc_attribution():
@@ -101,8 +109,8 @@ def ihc_attribution():
 
     @pipeline_task()
     def build_journeys(run: RunContext, extracted: ExtractResult) -> Journeys:
-        """Journeys of whole sessions, written as chunk files; returns the chunk list, and
-        publishes the journey statistics under the XCom key ``stats`` for the summary."""
+        """Journeys of whole sessions, written as chunk files (and as the training file when asked);
+        returns the chunk list, and publishes the journey statistics under the XCom key ``stats``."""
         return pipeline.journeys_step(run, extracted)
 
     @pipeline_task(

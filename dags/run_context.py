@@ -127,6 +127,7 @@ def start_sources(context: dict) -> StartSources:
         run_dir=lambda: run_dir(context),
         output_dir=output_dir,
         api_key=api_key,
+        export_journeys=bool(context["params"].get(settings.EXPORT_JOURNEYS_PARAM, False)),
     )
 
 

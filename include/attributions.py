@@ -1,10 +1,13 @@
 """The attributions: per-chunk result files written by the API tasks, and the range's rows of
-attribution_customer_journey replaced by the writer task in one checked transaction."""
+attribution_customer_journey (the blended ``ihc``) and attribution_phases (the API's
+initializer, holder and closer shares of the same sessions) replaced by the writer task in one
+checked transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 
 import orjson
 
@@ -88,15 +91,21 @@ def check_complete(chunks: Sequence[ChunkInfo], results: Sequence[ChunkResult]) 
             )
 
 
-def iter_rows(run_dir: StoragePath, results: Sequence[ChunkResult]) -> Iterator[tuple[str, str, float]]:
-    """(conv_id, session_id, ihc) of every result file, one file in memory at a time."""
+AttributionRow = tuple[str, str, float, float, float, float]
+
+
+def iter_rows(run_dir: StoragePath, results: Sequence[ChunkResult]) -> Iterator[AttributionRow]:
+    """(conv_id, session_id, initializer, holder, closer, ihc) of every result file, one file in
+    memory at a time."""
     for result in results:
         path = run_dir / result.file
         try:
             payload = orjson.loads(read_bytes(path))
             if payload["chunk"] != result.index:
                 raise ValueError(f"it holds chunk {payload['chunk']}, not {result.index}")
-            rows = [(conv_id, session_id, ihc) for conv_id, session_id, *_, ihc in payload["rows"]]
+            rows = [tuple(row) for row in payload["rows"]]
+            if any(len(row) != len(Attribution._fields) for row in rows):
+                raise ValueError(f"a row does not hold the {len(Attribution._fields)} fields {Attribution._fields}")
         except FileNotFoundError:
             raise ResultsError(f"result file {path} is missing") from None
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -104,9 +113,13 @@ def iter_rows(run_dir: StoragePath, results: Sequence[ChunkResult]) -> Iterator[
         yield from rows
 
 
-DELETE_RANGE_ATTRIBUTIONS = """
-    DELETE FROM attribution_customer_journey
+# The phases first: a warehouse whose attribution_customer_journey predates them may hold rows
+# without phases, never the other way round.
+DELETE_RANGE_ATTRIBUTIONS = tuple(
+    f"""DELETE FROM {table}
     WHERE conv_id IN (SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end)"""
+    for table in ("attribution_phases", "attribution_customer_journey")
+)
 
 
 # A lookup per attributed session by its primary key, written as a correlated subquery so that it
@@ -127,7 +140,24 @@ RANGE_ATTRIBUTION_CHECK = """
         GROUP BY a.conv_id) AS per_conversion"""
 
 
+# The API's phase shares sum to 1 per journey like ihc, holder excepted: a journey without a
+# holder-engaged session (one of a single session, say) has no holder mass and sums to 0.
+RANGE_PHASE_CHECK = """
+    SELECT COUNT(*), COALESCE(MAX(ABS(initializer - 1)), 0), COALESCE(MAX(ABS(closer - 1)), 0),
+           COALESCE(MAX(CASE WHEN ABS(holder) < ABS(holder - 1) THEN ABS(holder) ELSE ABS(holder - 1) END), 0)
+    FROM (
+        SELECT p.conv_id, SUM(p.initializer) AS initializer, SUM(p.holder) AS holder, SUM(p.closer) AS closer
+        FROM attribution_phases p
+        JOIN conversions c ON c.conv_id = p.conv_id
+        WHERE c.conv_date BETWEEN :start AND :end
+        GROUP BY p.conv_id) AS per_conversion"""
+
+
 ATTRIBUTION_COLUMNS = ("conv_id", "session_id", "ihc")
+PHASE_COLUMNS = ("conv_id", "session_id", "initializer", "holder", "closer")
+PHASES = ("initializer", "closer", "holder")
+# Rows inserted per batch into both tables: a batch's rows are held once, as the result file's were.
+INSERT_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -156,12 +186,13 @@ def replace_range_attributions(
     db: Warehouse,
     start: str,
     end: str,
-    rows: Iterable[tuple[str, str, float]],
+    rows: Iterable[AttributionRow],
     tolerance: float,
     expected_rows: int,
     rows_first_date: str | None = None,
 ) -> AttributionCheck:
-    """Swap the range's attributions for ``rows`` in one transaction, checking Σ ihc = 1.
+    """Swap the range's attributions and phases for ``rows`` in one transaction, checking
+    Σ ihc = 1, Σ initializer = Σ closer = 1 and Σ holder = 0 or 1 per conversion.
 
     Also returns the earliest session date of the old or new rows: the report must be rebuilt
     from there, even when the look-back was longer on an earlier run. The new rows' date is
@@ -171,9 +202,10 @@ def replace_range_attributions(
     params = {"start": start, "end": end}
     with db.transaction():
         old_first = db.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
-        db.execute(DELETE_RANGE_ATTRIBUTIONS, params)
+        for statement in DELETE_RANGE_ATTRIBUTIONS:
+            db.execute(statement, params)
         try:
-            db.insert_many("attribution_customer_journey", ATTRIBUTION_COLUMNS, rows)
+            _insert(db, rows)
         except db.errors as exc:
             if error_meaning(exc) != NOT_UNIQUE:
                 raise db.explain(exc) from exc
@@ -189,6 +221,24 @@ def replace_range_attributions(
                 f"sum of ihc per conversion is off by up to {check.max_sum_error:.6f} "
                 f"(tolerance {tolerance}); nothing was written"
             )
+        _check_phases(db, params, tolerance)
         new_first = rows_first_date or db.execute(RANGE_FIRST_SESSION_DATE, params).fetchone()[0]
     firsts = [d for d in (old_first, new_first) if d]
     return AttributionCheck(check.conversions, check.rows, check.max_sum_error, min(firsts) if firsts else None)
+
+
+def _insert(db: Warehouse, rows: Iterable[AttributionRow]) -> None:
+    batches = iter(rows)
+    while batch := list(islice(batches, INSERT_BATCH)):
+        db.insert_many("attribution_customer_journey", ATTRIBUTION_COLUMNS, (r[:2] + r[5:] for r in batch))
+        db.insert_many("attribution_phases", PHASE_COLUMNS, (r[:5] for r in batch))
+
+
+def _check_phases(db: Warehouse, params: dict[str, str], tolerance: float) -> None:
+    conversions, *errors = db.execute(RANGE_PHASE_CHECK, params).fetchone()
+    off = [f"{phase} by up to {error:.6f}" for phase, error in zip(PHASES, errors, strict=True) if error > tolerance]
+    if off:
+        raise WarehouseSetupError(
+            f"the phase shares of {conversions} conversions do not sum to 1 per conversion (holder: 0 or 1): "
+            f"{', '.join(off)} (tolerance {tolerance}); nothing was written"
+        )

@@ -1,4 +1,4 @@
-"""CSV export of channel_reporting with the two derived metrics, CPO and ROAS.
+"""CSV exports: channel_reporting with the two derived metrics, CPO and ROAS, and channel_roles.
 
 CPO = cost / ihc (cost per attributed order), ROAS = ihc_revenue / cost (revenue per euro).
 A zero denominator leaves the cell empty: never inf, NaN or a made-up 0.
@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 
 from include.report import ReportRow
+from include.roles import ROLE_COLUMNS, RoleRow
 from include.runfiles import StoragePath, atomic_write_bytes
 
 CSV_FILE = "channel_reporting.csv"
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
+ROLES_CSV_FILE = "channel_roles.csv"
 
 # Each database adds a sum's floats in its own order, so their last digits differ: a cell is
 # rounded from the value cut this many digits past its own, and a sum that is exactly a half cent
@@ -48,14 +50,32 @@ def csv_row(row: ReportRow) -> tuple[str, ...]:
     )
 
 
+def roles_csv_row(row: RoleRow) -> tuple[str, ...]:
+    return (
+        row.channel_name,
+        row.date,
+        *(fmt(share, 4) for share in (row.initializer, row.holder, row.closer)),
+        *(fmt(revenue, 2) for revenue in (row.initializer_revenue, row.holder_revenue, row.closer_revenue)),
+    )
+
+
 def write_csv(rows: Iterable[ReportRow], *paths: StoragePath) -> int:
     """Write the report atomically to each path (the same bytes); returns the number of data rows."""
+    return _write(HEADER, map(csv_row, rows), paths)
+
+
+def write_roles_csv(rows: Iterable[RoleRow], *paths: StoragePath) -> int:
+    """Write channel_roles atomically to each path; returns the number of data rows."""
+    return _write(ROLE_COLUMNS, map(roles_csv_row, rows), paths)
+
+
+def _write(header: Iterable[str], cells: Iterable[tuple[str, ...]], paths: Iterable[StoragePath]) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HEADER)
+    writer.writerow(header)
     count = 0
-    for row in rows:
-        writer.writerow(csv_row(row))
+    for row in cells:
+        writer.writerow(row)
         count += 1
     data = buffer.getvalue().encode("utf-8")
     for path in paths:

@@ -25,7 +25,7 @@ from include.attributions import (
     write_result,
 )
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
-from include.export import CSV_FILE, write_csv
+from include.export import CSV_FILE, ROLES_CSV_FILE, write_csv, write_roles_csv
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult, extract, read_conversions, read_sessions
 from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
@@ -33,11 +33,20 @@ from include.journeys import JourneyStats, build_journeys
 from include.model_comparison import credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
 from include.report import ReportResult, rebuild_report, report_rows, report_rows_between, report_window
+from include.roles import rebuild_roles, role_rows, role_rows_between
 from include.run_config import RunConfig, RunContext
-from include.runfiles import StoragePath, atomic_write_bytes, exclusive_lock, expired_runs, remove_folder
+from include.runfiles import (
+    StoragePath,
+    atomic_write_bytes,
+    exclusive_lock,
+    expired_runs,
+    read_bytes,
+    remove_folder,
+)
 from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE
 from include.summary import RunSummary
+from include.training_export import TRAINING_CSV_FILE, write_training_csv_from_chunks
 from include.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -99,6 +108,8 @@ def journeys_step(run: RunContext, extracted: ExtractResult) -> Journeys:
     limits = RequestLimits(config.client.max_journeys_per_request, config.client.max_sessions_per_request)
     chunks = write_chunks(journeys, run.run_dir, size, limits)
     stats.check_share(config.max_bad_row_share)
+    if config.export_journeys and chunks:
+        _export_journeys(run, chunks)
     if not stats.conversions_read:
         log.warning("no conversions from %s to %s: nothing to attribute", run.window.dates.start, run.window.dates.end)
     log.info(
@@ -110,6 +121,19 @@ def journeys_step(run: RunContext, extracted: ExtractResult) -> Journeys:
         size,
     )
     return Journeys(chunks, stats)
+
+
+def _export_journeys(run: RunContext, chunks: list[ChunkInfo]) -> None:
+    exported = write_training_csv_from_chunks([run.run_dir / c.file for c in chunks], run.run_dir / TRAINING_CSV_FILE)
+    latest = run.output_dir / TRAINING_CSV_FILE
+    atomic_write_bytes(latest, read_bytes(run.run_dir / TRAINING_CSV_FILE))
+    log.info(
+        "training file: %d journeys (%d sessions) in %s and %s",
+        exported.journeys,
+        exported.sessions,
+        exported.path,
+        latest,
+    )
 
 
 @contextmanager
@@ -189,30 +213,41 @@ def report_step(run: RunContext, written: WriteResult | None = None) -> ReportRe
     first, last = report_window(run.window, written.first_session_date if written else None)
     with run.warehouse.open() as db:
         totals = rebuild_report(db, first, last)
+        roles = rebuild_roles(db, first, last)
         rebuild_model_comparison(db, first, last)
     log.info(
-        "channel_reporting and channel_model_comparison recomputed for %s .. %s: %d rows", first, last, totals.rows
+        "channel_reporting (%d rows), channel_roles (%d rows) and channel_model_comparison recomputed for %s .. %s",
+        totals.rows,
+        roles,
+        first,
+        last,
     )
-    return ReportResult(**asdict(totals), first=first, last=last)
+    return ReportResult(**asdict(totals), first=first, last=last, role_rows=roles)
 
 
 def export_step(
     run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
 ) -> RunSummary:
-    """The CSV and the HTML report, latest in the output folder and this run's in its folder, and
-    the run summary."""
+    """The CSVs and the HTML report, latest in the output folder and this run's in its folder, and
+    the run summary. A run without conversions writes its report in its folder only: the latest
+    report stays the last one that had something to show."""
     output_dir, run_dir = run.output_dir, run.run_dir
     csv_path, html_path = output_dir / CSV_FILE, output_dir / REPORT_FILE
     summary = _summary(run, extracted, stats, written, report)
+    pages = (html_path, run_dir / REPORT_FILE) if summary.html_replaced else (run_dir / REPORT_FILE,)
     # Read and write under one lock: a run that read the tables earlier cannot replace the files
     # of a run that read them later.
     with exclusive_lock(output_dir), run.warehouse.open() as db:
         rows = write_csv(report_rows(db), csv_path, run_dir / CSV_FILE)
+        roles = write_roles_csv(role_rows(db), output_dir / ROLES_CSV_FILE, run_dir / ROLES_CSV_FILE)
         page = html_report.render(_report_inputs(db, run.config, summary, report))
-        for path in (html_path, run_dir / REPORT_FILE):
+        for path in pages:
             atomic_write_bytes(path, page)
     log.info("wrote %d report rows to %s and %s", rows, csv_path, summary.run_csv_path)
-    log.info("HTML report (%d kB): %s and %s", len(page) // 1024, html_path, summary.run_html_path)
+    log.info("wrote %d channel role rows to %s", roles, output_dir / ROLES_CSV_FILE)
+    log.info("HTML report (%d kB): %s", len(page) // 1024, " and ".join(map(str, pages)))
+    if not summary.html_replaced:
+        log.warning("no conversions in the range: the latest report %s is left as it was", html_path)
     path = summary.save(run_dir)
     log.info("run summary (%s):\n%s", path, summary.text())
     return summary
@@ -224,6 +259,7 @@ def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report
         summary=summary,
         window=window,
         channel_rows=report_rows_between(db, *window),
+        roles=role_rows_between(db, *window),
         credits=credits_by_channel(db, config.window.dates),
         paths=top_paths(db, config.window.dates),
         parameters=html_report.run_parameters(config, summary, window),
@@ -257,7 +293,9 @@ def _summary(
         csv_path=str(run.output_dir / CSV_FILE),
         engine_parameters=written.engine_parameters,
         run_csv_path=str(run.run_dir / CSV_FILE),
+        roles_csv_path=str(run.output_dir / ROLES_CSV_FILE),
         html_path=str(run.output_dir / REPORT_FILE),
+        html_replaced=stats.conversions > 0,
         run_html_path=str(run.run_dir / REPORT_FILE),
         warehouse=run.warehouse.label,
     )

@@ -105,6 +105,7 @@ class ReportResult:
     ihc_revenue: float
     first: str
     last: str
+    role_rows: int = 0
 
 
 def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[str, str]:

@@ -30,6 +30,8 @@ class RunConfig:
     decay_half_life_days: float
     client: ClientSettings
     api: ApiTarget
+    # Param export_training_journeys: the range's journeys also as the IHC web app's training file.
+    export_journeys: bool = False
 
     def to_xcom(self) -> dict[str, object]:
         return {
@@ -45,6 +47,7 @@ class RunConfig:
                 "conv_type_id": self.api.conv_type_id,
                 "redistribution_parameter": self.api.redistribution_parameter,
             },
+            "export_journeys": self.export_journeys,
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class RunConfig:
             decay_half_life_days=float(data["decay_half_life_days"]),
             client=ClientSettings(**data["client"]),
             api=ApiTarget(api_key=api_key, **data["api"]),
+            export_journeys=bool(data.get("export_journeys", False)),
         )
 
     def with_api_key(self, api_key: str) -> RunConfig:
@@ -83,7 +87,9 @@ def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget)
     return configuration(dates, parse_variables(variable), api)
 
 
-def configuration(dates: DateRange, values: dict[str, float], api: ApiTarget) -> RunConfig:
+def configuration(
+    dates: DateRange, values: dict[str, float], api: ApiTarget, export_journeys: bool = False
+) -> RunConfig:
     """The run's configuration from Variables already parsed (parse_variables)."""
 
     def value(var: settings.NumberVariable) -> float:
@@ -106,6 +112,7 @@ def configuration(dates: DateRange, values: dict[str, float], api: ApiTarget) ->
             budget_seconds=value(settings.CHUNK_BUDGET_SECONDS),
         ),
         api=api,
+        export_journeys=export_journeys,
     )
 
 

@@ -198,6 +198,9 @@ VARIABLES: tuple[NumberVariable, ...] = (
     DECAY_HALF_LIFE_DAYS,
 )
 
+# A DAG param (boolean): the run also writes its journeys as the IHC web app's training file.
+EXPORT_JOURNEYS_PARAM = "export_training_journeys"
+
 # Read by the failure callback when a task fails, not by the run configuration: it must work
 # even when the run failed on a bad Variable.
 FAILURE_NOTIFIER = "ihc_failure_notifier"

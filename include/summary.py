@@ -44,6 +44,9 @@ class RunSummary:
     report_last: str = ""
     # The warehouse read: "sample database ..." when no warehouse connection is set.
     warehouse: str = ""
+    roles_csv_path: str = ""
+    # False when the run had no conversions: html_path is then an earlier run's report, left alone.
+    html_replaced: bool = True
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -76,13 +79,18 @@ class RunSummary:
                 f"  report IHC revenue        {self.report_ihc_revenue:>12,.2f} EUR {EVERY_CONVERSION}",
                 f"  CSV                       {self.csv_path}",
                 *([f"  CSV of this run           {self.run_csv_path}"] if self.run_csv_path else []),
-                *([f"  HTML report               {self.html_path}"] if self.html_path else []),
+                *([f"  roles CSV                 {self.roles_csv_path}"] if self.roles_csv_path else []),
+                *([f"  HTML report (latest)      {self.html_path}{self._latest_note}"] if self.html_path else []),
                 *([f"  HTML of this run          {self.run_html_path}"] if self.run_html_path else []),
                 *(f"  local engine parameters   {path}" for path in self.engine_parameters),
                 *(["  rows skipped or adjusted:"] if issues else []),
                 *issues,
             ]
         )
+
+    @property
+    def _latest_note(self) -> str:
+        return "" if self.html_replaced else " (an earlier run's, left in place: no conversions in this range)"
 
     def save(self, run_dir: StoragePath) -> StoragePath:
         path = run_dir / SUMMARY_FILE

@@ -74,3 +74,14 @@ def stored_report(db):
     return db.execute(
         "SELECT channel_name, date, cost, ihc, ihc_revenue FROM channel_reporting ORDER BY 1, 2"
     ).fetchall()
+
+
+def phased(rows):
+    """(conv_id, session_id, ihc) rows as the writer takes them: each phase share equal to ihc."""
+    return [(conv_id, session_id, ihc, ihc, ihc, ihc) for conv_id, session_id, ihc in rows]
+
+
+def stored_phases(db):
+    return sorted(
+        db.execute("SELECT conv_id, session_id, initializer, holder, closer FROM attribution_phases").fetchall()
+    )

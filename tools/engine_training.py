@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
@@ -94,23 +94,28 @@ def trained_parameters(samples: Samples) -> EngineParameters:
     )
 
 
-def train(target: WarehouseTarget, window: DateRange, conv_type_id: str, lookback_days: int) -> ParameterFile:
-    """Parameters from the journeys of every conversion dated within ``window``.
+def warehouse_journeys(
+    target: WarehouseTarget, window: DateRange, lookback_days: int, stats: JourneyStats
+) -> Iterator[Journey]:
+    """The journeys of every conversion dated within ``window``, streamed from one consistent read.
 
     The warehouse is prepared as the pipeline's first step does it (output tables, and the
     indexes without which the session query scans the whole table once per user).
     """
-    stats = JourneyStats()
     with target.open() as db:
         schema.init_schema(db)
         with db.snapshot():
             conversions = list(extract.iter_conversions(db, window.start, window.end))
             sessions = extract.iter_sessions_of_converting_users(db, window.start, window.end, lookback_days)
-            samples = journey_samples(
-                build_journeys(
-                    conversions, sessions, lookback_days, int(settings.MAX_SESSIONS_PER_REQUEST.default), stats
-                )
+            yield from build_journeys(
+                conversions, sessions, lookback_days, int(settings.MAX_SESSIONS_PER_REQUEST.default), stats
             )
+
+
+def train(target: WarehouseTarget, window: DateRange, conv_type_id: str, lookback_days: int) -> ParameterFile:
+    """Parameters from the journeys of every conversion dated within ``window``."""
+    stats = JourneyStats()
+    samples = journey_samples(warehouse_journeys(target, window, lookback_days, stats))
     if not samples.gaps:
         raise TrainingError(
             f"conversions from {window.start} to {window.end} in {target.label} have no journey of more than one "

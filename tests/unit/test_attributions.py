@@ -24,7 +24,9 @@ from tests.warehouse_rows import (
     add_conversions,
     add_sessions,
     in_transaction,
+    phased,
     stored_attributions,
+    stored_phases,
 )
 
 
@@ -63,7 +65,11 @@ def test_write_result_and_iter_rows_round_trip(tmp_path):
     assert (tmp_path / first.file).is_file()
     assert (tmp_path / first.file).parent == tmp_path / "results"
     assert first.file != second.file
-    assert list(iter_rows(tmp_path, [first, second])) == [("c1", "s1", 0.25), ("c1", "s2", 0.75), ("c2", "s3", 1.0)]
+    assert list(iter_rows(tmp_path, [first, second])) == [
+        ("c1", "s1", 0.125, 0.0625, 0.0625, 0.25),
+        ("c1", "s2", 0.375, 0.1875, 0.1875, 0.75),
+        ("c2", "s3", 0.5, 0.25, 0.25, 1.0),
+    ]
     # each row holds the Attribution's fields in order, shares included
     assert orjson.loads((tmp_path / second.file).read_bytes()) == {
         "chunk": 1,
@@ -83,7 +89,7 @@ def test_write_result_overwrites_a_previous_try(tmp_path):
     info = chunk(0, 1, sessions=1)
     write_result(tmp_path, info, encoded([attribution("c1", "s1", 0.5)]), ChunkOutcome(1, 1))
     again = write_result(tmp_path, info, encoded([attribution("c1", "s1", 1.0)]), ChunkOutcome(1, 1))
-    assert list(iter_rows(tmp_path, [again])) == [("c1", "s1", 1.0)]
+    assert [row[-1] for row in iter_rows(tmp_path, [again])] == [1.0]
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["chunk-0000.json"]
 
 
@@ -151,7 +157,7 @@ def test_replace_range_attributions_replaces_the_range(attribution_db):
         db,
         "2023-09-01",
         "2023-09-07",
-        [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0)],
+        phased([("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0)]),
         tolerance=1e-3,
         expected_rows=3,
     )
@@ -160,7 +166,12 @@ def test_replace_range_attributions_replaces_the_range(attribution_db):
     assert stored_attributions(db) == [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c_out", "sx", 1.0)]
 
     second = attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)]), tolerance=1e-3, expected_rows=2
+        db,
+        "2023-09-01",
+        "2023-09-07",
+        phased(iter([("c1", "s9", 0.5), ("c1", "s2", 0.5)])),
+        tolerance=1e-3,
+        expected_rows=2,
     )
     assert (second.conversions, second.rows) == (1, 2)
     assert stored_attributions(db) == [("c1", "s2", 0.5), ("c1", "s9", 0.5), ("c_out", "sx", 1.0)]
@@ -169,10 +180,10 @@ def test_replace_range_attributions_replaces_the_range(attribution_db):
 def test_replace_range_attributions_only_touches_its_range(attribution_db):
     db = attribution_db
     attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     attributions.replace_range_attributions(
-        db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0)], tolerance=1e-3, expected_rows=1
+        db, "2023-09-03", "2023-09-03", phased([("c2", "s4", 1.0)]), tolerance=1e-3, expected_rows=1
     )
     assert stored_attributions(db) == [("c1", "s1", 1.0), ("c2", "s4", 1.0), ("c_out", "sx", 1.0)]
 
@@ -182,7 +193,7 @@ def test_replace_range_attributions_accepts_rounding_within_tolerance(attributio
         attribution_db,
         "2023-09-01",
         "2023-09-07",
-        [("c1", "s1", 0.3333), ("c1", "s2", 0.6666)],
+        phased([("c1", "s1", 0.3333), ("c1", "s2", 0.6666)]),
         tolerance=1e-3,
         expected_rows=2,
     )
@@ -199,12 +210,12 @@ def test_replace_range_attributions_accepts_rounding_within_tolerance(attributio
 def test_replace_range_attributions_rolls_back_when_sum_is_off(attribution_db, bad_rows):
     db = attribution_db
     attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="sum of ihc"):
         attributions.replace_range_attributions(
-            db, "2023-09-01", "2023-09-07", bad_rows, tolerance=1e-3, expected_rows=len(bad_rows)
+            db, "2023-09-01", "2023-09-07", phased(bad_rows), tolerance=1e-3, expected_rows=len(bad_rows)
         )
     assert stored_attributions(db) == before
     assert not in_transaction(db)
@@ -215,7 +226,12 @@ def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db)
     before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="not unique"):
         attributions.replace_range_attributions(
-            db, "2023-09-01", "2023-09-07", [("c1", "s1", 0.5), ("c1", "s1", 0.5)], tolerance=1e-3, expected_rows=2
+            db,
+            "2023-09-01",
+            "2023-09-07",
+            phased([("c1", "s1", 0.5), ("c1", "s1", 0.5)]),
+            tolerance=1e-3,
+            expected_rows=2,
         )
     assert stored_attributions(db) == before
     assert not in_transaction(db)
@@ -224,7 +240,7 @@ def test_replace_range_attributions_rolls_back_on_duplicate_rows(attribution_db)
 def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
     with pytest.raises(WarehouseError) as raised:
         attributions.replace_range_attributions(
-            attribution_db, "2023-09-01", "2023-09-07", [("c1", None, 1.0)], tolerance=1e-3, expected_rows=1
+            attribution_db, "2023-09-01", "2023-09-07", phased([("c1", None, 1.0)]), tolerance=1e-3, expected_rows=1
         )
     assert "not unique" not in str(raised.value)
     assert raised.value.__cause__ is not None
@@ -234,12 +250,12 @@ def test_a_not_null_violation_is_not_taken_for_a_duplicate(attribution_db):
 def test_replace_range_attributions_rolls_back_when_the_row_count_differs(attribution_db):
     db = attribution_db
     attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     before = stored_attributions(db)
     with pytest.raises(WarehouseError, match="1 attribution rows would be stored for 2 sessions sent"):
         attributions.replace_range_attributions(
-            db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], tolerance=1e-3, expected_rows=2
+            db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0)]), tolerance=1e-3, expected_rows=2
         )
     assert stored_attributions(db) == before
 
@@ -255,22 +271,74 @@ def test_replace_reports_the_earliest_session_date_of_old_and_new_rows(attributi
         ],
     )
     first = attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     assert first.first_session_date == "2023-08-20"
     second = attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s2", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     assert second.first_session_date == "2023-08-20", "the replaced rows' dates count too"
     third = attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], tolerance=1e-3, expected_rows=2
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s2", 1.0), ("c2", "s3", 1.0)]), tolerance=1e-3, expected_rows=2
     )
     assert third.first_session_date == "2023-08-30"
     known = attributions.replace_range_attributions(
-        db, "2023-09-01", "2023-09-07", [("c1", "s2", 1.0), ("c2", "s3", 1.0)], 1e-3, 2, rows_first_date="2023-08-29"
+        db,
+        "2023-09-01",
+        "2023-09-07",
+        phased([("c1", "s2", 1.0), ("c2", "s3", 1.0)]),
+        1e-3,
+        2,
+        rows_first_date="2023-08-29",
     )
     assert known.first_session_date == "2023-08-29", "a date the caller knows is taken, not read back"
     assert report.report_window(RunWindow(DateRange("2023-09-05", "2023-09-07"), 1), "2023-08-01") == (
         "2023-08-01",
         "2023-09-07",
     )
+
+
+def test_the_phases_are_stored_beside_ihc_and_replaced_by_the_same_rule(attribution_db):
+    db = attribution_db
+    rows = [
+        ("c1", "s1", 1.0, 0.2, 0.0, 0.45),  # initializer, holder, closer, ihc
+        ("c1", "s2", 0.0, 0.8, 1.0, 0.55),
+        ("c2", "s3", 1.0, 0.0, 1.0, 1.0),  # a single session: no holder mass
+    ]
+    attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", rows, tolerance=1e-3, expected_rows=3)
+    assert stored_phases(db) == [("c1", "s1", 1.0, 0.2, 0.0), ("c1", "s2", 0.0, 0.8, 1.0), ("c2", "s3", 1.0, 0.0, 1.0)]
+    assert stored_attributions(db)[:3] == [("c1", "s1", 0.45), ("c1", "s2", 0.55), ("c2", "s3", 1.0)]
+    assert db.columns("attribution_customer_journey") == {"conv_id", "session_id", "ihc"}
+
+    attributions.replace_range_attributions(
+        db, "2023-09-03", "2023-09-03", [("c2", "s4", 1.0, 1.0, 1.0, 1.0)], tolerance=1e-3, expected_rows=1
+    )
+    assert stored_phases(db) == [("c1", "s1", 1.0, 0.2, 0.0), ("c1", "s2", 0.0, 0.8, 1.0), ("c2", "s4", 1.0, 1.0, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("bad_rows", "named"),
+    [
+        ([("c1", "s1", 0.5, 1.0, 0.5, 0.5), ("c1", "s2", 0.2, 0.0, 0.5, 0.5)], "initializer by up to 0.3"),
+        ([("c1", "s1", 1.0, 0.5, 0.5, 0.5), ("c1", "s2", 0.0, 0.0, 0.0, 0.5)], "closer by up to 0.5"),
+        ([("c1", "s1", 1.0, 0.5, 0.0, 0.5), ("c1", "s2", 0.0, 0.0, 1.0, 0.5)], "holder by up to 0.5"),
+    ],
+)
+def test_phase_shares_that_do_not_sum_per_conversion_roll_everything_back(attribution_db, bad_rows, named):
+    db = attribution_db
+    attributions.replace_range_attributions(
+        db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0)]), tolerance=1e-3, expected_rows=1
+    )
+    before = stored_attributions(db), stored_phases(db)
+    with pytest.raises(WarehouseError, match=named) as raised:
+        attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", bad_rows, 1e-3, len(bad_rows))
+    assert "nothing was written" in str(raised.value)
+    assert (stored_attributions(db), stored_phases(db)) == before
+    assert not in_transaction(db)
+
+
+def test_a_result_row_without_its_phases_is_not_a_valid_result(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / result_file(0)).write_bytes(b'{"chunk":0,"rows":[["c1","s1",1.0]]}')
+    with pytest.raises(ResultsError, match="does not hold the 6 fields"):
+        list(iter_rows(tmp_path, [ChunkResult(0, result_file(0), rows=1, requests=1, attempts=1)]))

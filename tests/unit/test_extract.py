@@ -13,6 +13,7 @@ from tests.warehouse_rows import (
     add_conversions,
     add_costs,
     add_sessions,
+    phased,
 )
 
 
@@ -112,7 +113,7 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
         assert list(read_conversions(tmp_path / CONVERSIONS_FILE)) == [
             Conversion("c1", "u1", "2023-09-02 12:00:00", 100.25)
         ]
-        attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", [("c1", "s1", 1.0)], 1e-3, 1)
+        attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0)]), 1e-3, 1)
         totals = report.rebuild_report(db, "2023-09-01", "2023-09-07")
         assert totals == report.ReportTotals(1, 1.5, 1.0, 100.25)
         assert all(type(value) is float for value in (totals.cost, totals.ihc, totals.ihc_revenue))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from include import html_report, run_config
-from include.html_report import CHART_IDS, ReportInputs, channel_totals
+from include.html_report import CHART_IDS, ReportInputs, channel_roles, channel_totals
 from include.ihc_client import ApiTarget
 from include.model_comparison import ModelCredit
 from include.paths import ChannelPath, PathSummary
 from include.report import ReportRow
+from include.roles import RoleRow
 from include.settings import DateRange
 from include.summary import RunSummary
 
@@ -17,6 +18,12 @@ ROWS = [
     ReportRow("Paid", "2023-09-01", 100.0, 2.0, 50.0),
     ReportRow("Paid", "2023-09-02", 300.0, 1.0, 30.0),
     ReportRow("Organic", "2023-09-01", 0.0, 3.0, 90.0),
+]
+ROLES = [
+    RoleRow("Paid", "2023-09-01", 2.0, 0.5, 0.25, 40.0, 10.0, 5.0),
+    RoleRow("Paid", "2023-09-02", 1.0, 0.0, 0.0, 20.0, 0.0, 0.0),
+    RoleRow("Organic", "2023-09-01", 0.5, 0.5, 3.0, 10.0, 10.0, 60.0),
+    RoleRow("Email", "2023-09-01", 0.1, 2.0, 0.1, 1.0, 40.0, 2.0),
 ]
 API = ApiTarget("https://api.example", "secret-key-123", "purchase")
 
@@ -36,6 +43,8 @@ def render() -> str:
         credits=[ModelCredit("ihc", "Paid", 3.0, 80.0), ModelCredit("linear", "Organic", 2.5, 75.0)],
         paths=PathSummary([ChannelPath(("Paid", "Organic ×2"), 4, 120.0)], 2, 2, 50.0),
         parameters=html_report.run_parameters(config, summary(), ("2023-08-02", "2023-09-02")),
+        roles=ROLES,
+        window_credits=[ModelCredit("ihc", "Paid", 3.0, 80.0), ModelCredit("linear", "Paid", 2.0, 100.0)],
     )
     return html_report.render(inputs).decode()
 
@@ -47,11 +56,73 @@ def test_channels_are_summed_over_the_window_with_cpo_and_roas():
     assert (organic.cpo, organic.roas) == (0.0, None), "no cost: ROAS undefined, CPO 0"
 
 
+def test_undefined_ratios_show_a_dash_never_zero():
+    page = render()
+    organic = re.search(r'<tr><td class="name">Organic</td>(.*?)</tr>', page).group(1)
+    assert organic.endswith('<td class="num">—</td>'), "Organic has no cost: its ROAS is undefined"
+    roas = re.search(r'<table id="roas-table">.*?</table>', page).group(0)
+    cells = ("400.00", "0.2000", "0.0000", "0.0000", "0.2500")
+    paid = "".join(f'<td class="num">{cell}</td>' for cell in cells)
+    assert paid in roas, "a cost without model revenue is a ROAS of 0"
+    organic_roas = re.search(r'<td class="name">Organic</td><td class="num">0.00</td>(.*?)</tr>', roas).group(1)
+    assert set(re.findall(r">([^<]*)</td>", organic_roas)) == {"—"}
+
+
+def test_channel_roles_are_summed_per_channel_starters_first_closers_last():
+    profiles = channel_roles(ROLES)
+    assert [p.channel_name for p in profiles] == ["Paid", "Email", "Organic"]
+    paid, email, organic = profiles
+    assert paid.credit == {"initializer": 3.0, "holder": 0.5, "closer": 0.25}
+    assert paid.revenue == {"initializer": 60.0, "holder": 10.0, "closer": 5.0}
+    assert (paid.main_role, email.main_role, organic.main_role) == ("initializer", "holder", "closer")
+    assert organic.share("closer") == 3.0 / 4.0
+
+
+def test_every_card_states_one_window_and_a_ratio_relates_numbers_of_its_own_window():
+    page = render()
+    cards = re.findall(
+        r'<div class="label">([^<]+)</div><div class="value"[^>]*>([^<]+)</div><div class="window">([^<]+)</div>', page
+    )
+    window = {label: win for label, _, win in cards}
+    assert (
+        window["Revenue of conversions"]
+        == window["Conversions in range"]
+        == "conversions dated 2023-09-01 .. 2023-09-02"
+    )
+    assert window["Cost"] == window["IHC-attributed revenue"] == window["ROAS"]
+    assert window["Cost"].startswith("sessions dated 2023-08-02 .. 2023-09-02")
+    assert dict((label, value) for label, value, _ in cards)["ROAS"] == f"{170.0 / 400.0:.4f}"
+
+
+def test_the_trend_shades_the_look_back_and_draws_its_revenue_apart():
+    page = render()
+    assert "look-back" in page and "journeys reaching back only" not in page, "no session row before the range"
+    rows = [*ROWS, ReportRow("Paid", "2023-08-20", 50.0, 0.1, 5.0)]
+    config = run_config.resolve(DateRange("2023-09-01", "2023-09-02"), lambda name: None, API)
+    inputs = ReportInputs(
+        summary(),
+        ("2023-08-02", "2023-09-02"),
+        rows,
+        [],
+        PathSummary(),
+        html_report.run_parameters(config, summary(), ("a", "b")),
+    )
+    page = html_report.render(inputs).decode()
+    assert "IHC revenue, look-back days (journeys reaching back only)" in page
+    assert '"type":"rect"' in page.replace(" ", "")
+
+
+def test_tooltips_show_euros_with_separators():
+    page = render()
+    assert "Cost: %{x:,.2f} EUR" in page and "IHC revenue: %{y:,.2f} EUR" in page
+    assert "%{customdata[1]:,.2f} EUR" in page, "the roles chart's revenue"
+
+
 def test_the_page_holds_every_section_and_no_reference_outside_it():
     page = render()
     for chart in CHART_IDS:
         assert f'id="{chart}"' in page
-    for table in ("channel-table", "model-table", "paths", "parameters"):
+    for table in ("channel-table", "roles-table", "model-table", "roas-table", "paths", "parameters"):
         assert f'<table id="{table}">' in page
     assert '<td class="name">Paid → Organic ×2</td>' in page
     assert "2 other paths" in page
@@ -75,6 +146,23 @@ def test_an_empty_range_says_so_instead_of_drawing_empty_charts():
         [],
         PathSummary(),
         html_report.run_parameters(config, empty, ("a", "b")),
+    )
+    page = html_report.render(inputs).decode()
+    assert not any(f'id="{chart}"' in page for chart in CHART_IDS)
+    assert "No conversions in the range 2030-01-01 .. 2030-01-01" in page
+    assert '<table id="parameters">' in page
+
+
+def test_a_range_whose_conversions_have_no_sessions_says_so_per_section():
+    config = run_config.resolve(DateRange("2030-01-01", "2030-01-01"), lambda name: None, API)
+    unattributed = RunSummary("2030-01-01", "2030-01-01", 3, 0, 3, 0, 0, 0, 0, 0, 0.0, 30.0, 0, 0.0, 0.0, "")
+    inputs = ReportInputs(
+        unattributed,
+        ("2029-12-02", "2030-01-01"),
+        [],
+        [],
+        PathSummary(),
+        html_report.run_parameters(config, unattributed, ("a", "b")),
     )
     page = html_report.render(inputs).decode()
     assert not any(f'id="{chart}"' in page for chart in CHART_IDS)

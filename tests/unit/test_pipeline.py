@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gc
 import sqlite3
 import uuid
@@ -149,7 +150,7 @@ def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_ser
     finally:
         store.fs.rm(store.path, recursive=True)
     assert chunks == local_chunks
-    paths = ("csv_path", "run_csv_path", "html_path", "run_html_path")
+    paths = ("csv_path", "run_csv_path", "roles_csv_path", "html_path", "run_html_path")
     assert {k: v for k, v in asdict(summary).items() if k not in paths} == {
         k: v for k, v in asdict(local_summary).items() if k not in paths
     }
@@ -166,3 +167,71 @@ def test_collector_paused_turns_the_collector_off_and_back_as_it_was(enabled_bef
         assert gc.isenabled() == enabled_before
     finally:
         (gc.enable if enabled else gc.disable)()
+
+
+def test_the_phases_add_up_per_conversion_and_the_roles_table_is_them_summed(sample_db, tmp_path, local_server):
+    _, _, summary = run_steps(
+        sample_db, tmp_path, local_server, window=RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
+    )
+    with sqlite3.connect(sample_db) as conn:
+        ihc, initializer, holder, closer = conn.execute(
+            "SELECT SUM(a.ihc), SUM(p.initializer), SUM(p.holder), SUM(p.closer) FROM attribution_customer_journey a "
+            "JOIN attribution_phases p ON p.conv_id = a.conv_id AND p.session_id = a.session_id"
+        ).fetchone()
+        with_holder = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT conv_id FROM attribution_phases GROUP BY conv_id HAVING SUM(holder) > 0.5)"
+        ).fetchone()[0]
+        phases_by_channel = dict(
+            (row[0], row[1:])
+            for row in conn.execute(
+                "SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '(no channel)'), SUM(p.initializer), "
+                "SUM(p.holder), SUM(p.closer) FROM attribution_phases p "
+                "JOIN session_sources s ON s.session_id = p.session_id GROUP BY 1"
+            )
+        )
+        roles_by_channel = dict(
+            (row[0], row[1:])
+            for row in conn.execute(
+                "SELECT channel_name, SUM(initializer), SUM(holder), SUM(closer) FROM channel_roles GROUP BY 1"
+            )
+        )
+    attributed = summary.attributed
+    assert ihc == pytest.approx(attributed, abs=1e-6)
+    assert initializer == pytest.approx(attributed, abs=1e-6) and closer == pytest.approx(attributed, abs=1e-6)
+    assert holder == pytest.approx(with_holder, abs=1e-6), "Σ holder counts the journeys with holder mass"
+    assert 0 < with_holder < attributed, "single-session journeys have no holder"
+    assert set(roles_by_channel) == set(phases_by_channel)
+    for channel, sums in phases_by_channel.items():
+        assert roles_by_channel[channel] == pytest.approx(sums, abs=1e-9), channel
+    roles_csv = Path(summary.roles_csv_path).read_text().splitlines()
+    assert roles_csv[0].startswith("channel_name,date,initializer,holder,closer")
+    assert len(roles_csv) > len(roles_by_channel), "a row per channel and day"
+
+
+def test_an_empty_run_leaves_the_latest_report_alone(sample_db, tmp_path, local_server):
+    out = tmp_path / "out"
+    _, _, full = run_steps(sample_db, tmp_path / "full", local_server, csv_dir=out)
+    latest = Path(full.html_path).read_bytes()
+    _, _, empty = run_steps(
+        sample_db,
+        tmp_path / "empty",
+        local_server,
+        csv_dir=out,
+        window=RunWindow(DateRange("2030-01-01", "2030-01-02"), 30),
+    )
+    assert empty.conversions == 0 and not empty.html_replaced
+    assert Path(empty.html_path).read_bytes() == latest, "the latest report is the last one with conversions"
+    assert "No conversions in the range 2030-01-01 .. 2030-01-02" in Path(empty.run_html_path).read_text()
+    assert "an earlier run's, left in place" in empty.text()
+
+
+def test_the_training_export_option_writes_the_runs_journeys(sample_db, tmp_path, local_server):
+    plain = context(sample_db, tmp_path, local_server)
+    run = replace(plain, config=replace(plain.config, export_journeys=True))
+    done = run_all(run)
+    latest = tmp_path / "output" / "training_journeys.csv"
+    assert latest.read_bytes() == (tmp_path / "training_journeys.csv").read_bytes()
+    with latest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(c.sessions for c in done.chunks)
+    assert sum(row["conversion"] == "1" for row in rows) == done.summary.attributed
