@@ -30,7 +30,7 @@ from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult, extr
 from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
-from include.model_comparison import credits_by_channel, rebuild_model_comparison
+from include.model_comparison import credits_between, credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
 from include.report import ReportResult, rebuild_report, report_rows, report_rows_between, report_window
 from include.roles import rebuild_roles, role_rows, role_rows_between
@@ -214,7 +214,7 @@ def report_step(run: RunContext, written: WriteResult | None = None) -> ReportRe
     with run.warehouse.open() as db:
         totals = rebuild_report(db, first, last)
         roles = rebuild_roles(db, first, last)
-        rebuild_model_comparison(db, first, last)
+        rebuild_model_comparison(db, first, last, run.window, run.config.decay_half_life_days)
     log.info(
         "channel_reporting (%d rows), channel_roles (%d rows) and channel_model_comparison recomputed for %s .. %s",
         totals.rows,
@@ -260,7 +260,8 @@ def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report
         window=window,
         channel_rows=report_rows_between(db, *window),
         roles=role_rows_between(db, *window),
-        credits=credits_by_channel(db, config.window.dates),
+        credits=credits_by_channel(db, config.window, config.decay_half_life_days),
+        window_credits=credits_between(db, *window),
         paths=top_paths(db, config.window.dates),
         parameters=html_report.run_parameters(config, summary, window),
     )

@@ -50,6 +50,8 @@ class Dialect:
     event_date_is_iso: str
     # The user's first conversion date minus the look-back, as YYYY-MM-DD text.
     lookback_start: str
+    # Hours from session s to conversion c, from their UTC date and time texts.
+    hours_before_conversion: str
     # Σ of the session costs (k.cost) of a group, the same bits on every run: PostgreSQL reads a
     # plain SELECT with parallel workers, whose partial float sums would add up in varying order.
     cost_sum: str
@@ -72,6 +74,7 @@ class Dialect:
             "conv_date_is_a_day": self.conv_date_is_a_day,
             "event_date_is_iso": self.event_date_is_iso,
             "lookback_start": self.lookback_start,
+            "hours_before_conversion": self.hours_before_conversion,
             "cost_sum": self.cost_sum,
         }
 
@@ -90,6 +93,8 @@ SQLITE = Dialect(
     conv_date_is_a_day=f"conv_date {_ISO_GLOB}",
     event_date_is_iso=f"s.event_date {_ISO_GLOB}",
     lookback_start="date(u.first_date, printf('-%d days', :lookback_days))",
+    hours_before_conversion="24.0 * (julianday(c.conv_date || ' ' || c.conv_time)"
+    " - julianday(s.event_date || ' ' || s.event_time))",
     cost_sum="SUM(COALESCE(k.cost, 0))",
     begin_write=("BEGIN IMMEDIATE",),
     begin_read="BEGIN",
@@ -108,6 +113,8 @@ POSTGRES = Dialect(
         FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS day)""",
     event_date_is_iso=f"s.event_date {_ISO_REGEX}",
     lookback_start="to_char(CAST(u.first_date AS date) - CAST(:lookback_days AS integer), 'YYYY-MM-DD')",
+    hours_before_conversion="CAST(EXTRACT(EPOCH FROM CAST(c.conv_date || ' ' || c.conv_time AS timestamp)"
+    " - CAST(s.event_date || ' ' || s.event_time AS timestamp)) AS DOUBLE PRECISION) / 3600",
     cost_sum="CAST(SUM(CAST(COALESCE(k.cost, 0) AS NUMERIC)) AS DOUBLE PRECISION)",
     begin_write=("BEGIN", f"SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK_KEY})"),
     begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",

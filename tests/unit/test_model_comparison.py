@@ -1,4 +1,4 @@
-"""The rule-based models on hand-computed journeys, SQLite and PostgreSQL alike."""
+"""The models on hand-computed journeys, SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from include import attributions, model_comparison, schema
 from include.model_comparison import MODELS
-from include.settings import DateRange
+from include.settings import DateRange, RunWindow
 from tests.warehouse_rows import add_conversions, add_sessions
 
 # c1: Paid -> Email -> Organic -> Paid (4 touches, revenue 100)
@@ -39,13 +39,17 @@ IHC = [
 ]  # fmt: skip
 
 
+RANGE = RunWindow(DateRange("2023-09-01", "2023-09-03"), 30)
+HALF_LIFE_DAYS = 7.0
+
+
 def filled(db, first: str, last: str):
     """The journeys above in the tables, and the comparison rebuilt for [first, last]."""
     schema.init_schema(db)
     add_sessions(db, SESSIONS)
     add_conversions(db, CONVERSIONS)
     db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, IHC)
-    model_comparison.rebuild_model_comparison(db, first, last)
+    model_comparison.rebuild_model_comparison(db, first, last, RANGE, HALF_LIFE_DAYS)
     return db
 
 
@@ -101,7 +105,7 @@ def test_every_model_gives_each_conversion_one_credit(db):
 def test_a_rebuild_replaces_only_its_window(comparison_db):
     before = table(comparison_db)
     comparison_db.execute("DELETE FROM attribution_customer_journey WHERE conv_id = 'c3'")
-    model_comparison.rebuild_model_comparison(comparison_db, "2023-09-03", "2023-09-03")
+    model_comparison.rebuild_model_comparison(comparison_db, "2023-09-03", "2023-09-03", RANGE, HALF_LIFE_DAYS)
     after = table(comparison_db)
     assert {k: v for k, v in after.items() if k[2] != "2023-09-03"} == {
         k: v for k, v in before.items() if k[2] != "2023-09-03"
@@ -110,10 +114,60 @@ def test_a_rebuild_replaces_only_its_window(comparison_db):
 
 
 def test_credits_by_channel_cover_a_range_of_conversions_whole(comparison_db):
-    credits = model_comparison.credits_by_channel(comparison_db, DateRange("2023-09-02", "2023-09-03"))
+    window = RunWindow(DateRange("2023-09-02", "2023-09-03"), 30)
+    credits = model_comparison.credits_by_channel(comparison_db, window, HALF_LIFE_DAYS)
     by_key = {(c.model, c.channel_name): c for c in credits}
     assert by_key["last_touch", "Email"].credit == pytest.approx(2.0), "c2 and c3"
     assert by_key["first_touch", "Paid"].credit == pytest.approx(1.0), "c1, its first session on 09-01"
     assert by_key["position_based", "Paid"].revenue == pytest.approx(0.8 * 100.0)
     for model in MODELS:
         assert sum(c.credit for c in credits if c.model == model) == pytest.approx(3.0), model
+
+
+def one_conversion(db, sessions, half_life_days: float) -> dict[str, tuple[float, float]]:
+    """The time_decay credit and revenue per channel of one conversion (2023-09-02 12:00, 90 EUR)
+    whose journey is ``sessions``."""
+    schema.init_schema(db)
+    add_sessions(db, sessions)
+    add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 90.0)])
+    journey = [("c1", session_id, 1 / len(sessions)) for session_id, *_ in sessions]
+    db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, journey)
+    window = RunWindow(DateRange("2023-09-02", "2023-09-02"), 30)
+    credits = model_comparison.credits_by_channel(db, window, half_life_days)
+    return {c.channel_name: (c.credit, c.revenue) for c in credits if c.model == "time_decay"}
+
+
+def test_time_decay_halves_a_sessions_weight_each_half_life_before_the_conversion(db):
+    """Sessions 7 days and 0 days before the conversion, half-life 7 days: weights 0.5 and 1, so
+    credits 1/3 and 2/3 of the conversion and of its 90 EUR."""
+    sessions = [("s1", "u1", "2023-08-26 12:00:00", "Paid"), ("s2", "u1", "2023-09-02 12:00:00", "Email")]
+    credits = one_conversion(db, sessions, 7.0)
+    assert credits["Paid"] == pytest.approx((1 / 3, 30.0), abs=1e-9)
+    assert credits["Email"] == pytest.approx((2 / 3, 60.0), abs=1e-9)
+    model_comparison.rebuild_model_comparison(db, "2023-08-02", "2023-09-02", RANGE, 7.0)
+    rows = table(db)
+    assert rows["time_decay", "Paid", "2023-08-26"] == pytest.approx((1 / 3, 30.0), abs=1e-9)
+    assert rows["time_decay", "Email", "2023-09-02"] == pytest.approx((2 / 3, 60.0), abs=1e-9)
+
+
+def test_time_decay_counts_the_hours_across_midnight(db):
+    """36 h and 12 h before the conversion with a half-life of 1 day: weights 2^-1.5 and 2^-0.5."""
+    sessions = [("s1", "u1", "2023-09-01 00:00:00", "Paid"), ("s2", "u1", "2023-09-02 00:00:00", "Email")]
+    credits = one_conversion(db, sessions, 1.0)
+    assert credits["Paid"][0] == pytest.approx(1 / 3, abs=1e-9)
+    assert credits["Email"][0] == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_time_decay_gives_a_weight_too_small_for_a_float_nothing(db):
+    """A session 30 days back at a half-life of 0.01 days weighs 2^-3000: 0, and no error."""
+    sessions = [("s1", "u1", "2023-08-03 12:00:00", "Paid"), ("s2", "u1", "2023-09-02 11:00:00", "Email")]
+    credits = one_conversion(db, sessions, 0.01)
+    assert credits["Paid"] == (0.0, 0.0)
+    assert credits["Email"] == pytest.approx((1.0, 90.0))
+
+
+@pytest.mark.parametrize(("day", "conversions"), [("2023-09-01", 1), ("2023-09-02", 2), ("2023-09-03", 1)])
+def test_time_decay_gives_each_conversion_one_credit(comparison_db, day, conversions):
+    window = RunWindow(DateRange(day, day), 30)
+    credits = model_comparison.credits_by_channel(comparison_db, window, HALF_LIFE_DAYS)
+    assert sum(c.credit for c in credits if c.model == "time_decay") == pytest.approx(conversions, abs=1e-12)

@@ -1,0 +1,172 @@
+"""The Markov model: first-order removal-effect attribution over one run's paths (Anderl et al.
+2016; what ChannelAttribution's ``markov_model`` estimates with order 1).
+
+A path is a sequence of channel states from (start) to an end:
+
+- converting: each attributed conversion dated in the range, the sessions of its journey (its rows
+  of attribution_customer_journey) in time order, then (conversion);
+- non-converting: each user with no conversion dated in the range, their sessions dated in the
+  run's session window [start - look-back, end] in time order, then (null): cut by the same
+  look-back as the journeys, and made of the same sessions, those with a channel (a journey
+  never holds a session without one, so such a state could only ever lose).
+
+The warehouse counts the transitions between consecutive states (LAG over each path's sessions,
+then GROUP BY), so Python sees at most (channels + 2)² counts however many sessions there are,
+and never a path. As ChannelAttribution does, a channel repeated in a row is one state: dropping
+the self-transitions leaves every absorption probability as it is.
+
+P(conversion) is the probability that the chain from (start) ends in (conversion). Removing
+channel c sends every transition into c to (null); its removal effect is
+RE_c = 1 - P(conversion | c removed) / P(conversion), and c's share of the range's conversions is
+RE_c / Σ RE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from include.report import NO_CHANNEL
+from include.warehouse import Warehouse
+
+START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
+
+
+def _named(column: str) -> str:
+    """A channel's name as the report shows it."""
+    return f"COALESCE(NULLIF(TRIM({column}), ''), '{NO_CHANNEL}')"
+
+
+# Each path's steps as (previous channel, channel) pairs, counted by the end their path reaches.
+# A path's last step has no successor, so a state's transitions to its path's end are its steps
+# minus the steps it precedes: one LAG per session and one GROUP BY, over the raw channel names
+# (named as the report names them afterwards, on the few groups). The non-converting sessions are every session of the
+# window but those of the range's converting users; the converting users are excluded by user,
+# so a NULL user_id is excluded first (NOT IN would drop every row if one slipped in).
+TRANSITIONS_QUERY = f"""
+    WITH converting AS (
+        SELECT a.conv_id AS path_id, s.channel_name, s.event_date, s.event_time, s.session_id
+        FROM conversions c
+        JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
+        JOIN session_sources s ON s.session_id = a.session_id
+        WHERE c.conv_date BETWEEN :start AND :end),
+    browsing AS (
+        SELECT s.user_id AS path_id, s.channel_name, s.event_date, s.event_time, s.session_id
+        FROM session_sources s
+        WHERE s.event_date BETWEEN :first AND :end AND s.user_id IS NOT NULL AND TRIM(s.channel_name) <> ''
+          AND s.user_id NOT IN (SELECT user_id FROM conversions
+                                WHERE conv_date BETWEEN :start AND :end AND user_id IS NOT NULL)),
+    steps AS (
+        SELECT '{CONVERSION}' AS end_state, LAG(channel_name, 1, '{START}') OVER w AS previous, channel_name
+        FROM converting
+        WINDOW w AS (PARTITION BY path_id ORDER BY event_date, event_time, session_id{{bytewise}})
+        UNION ALL
+        SELECT '{NULL}', LAG(channel_name, 1, '{START}') OVER w, channel_name
+        FROM browsing
+        WINDOW w AS (PARTITION BY path_id ORDER BY event_date, event_time, session_id{{bytewise}})),
+    pairs AS (
+        SELECT end_state, previous, channel_name, COUNT(*) AS n
+        FROM steps
+        GROUP BY end_state, previous, channel_name),
+    named AS (
+        SELECT end_state, {_named("previous")} AS previous, {_named("channel_name")} AS channel, n
+        FROM pairs),
+    moves AS (
+        SELECT previous AS from_state, channel AS to_state, n FROM named
+        UNION ALL
+        SELECT channel, end_state, n FROM named
+        UNION ALL
+        SELECT previous, end_state, -n FROM named WHERE previous <> '{START}')
+    SELECT from_state, to_state, SUM(n)
+    FROM moves
+    WHERE from_state <> to_state
+    GROUP BY from_state, to_state
+    HAVING SUM(n) <> 0
+    ORDER BY from_state, to_state"""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """How often the paths step from one state to the next."""
+
+    from_state: str
+    to_state: str
+    count: int
+
+
+def transitions(db: Warehouse, start: str, end: str, first_session_date: str) -> list[Transition]:
+    """The transition counts of the paths of the conversions dated [start, end] and of the users
+    without one, their sessions from ``first_session_date``."""
+    params = {"start": start, "end": end, "first": first_session_date}
+    return [Transition(a, b, int(n)) for a, b, n in db.execute(TRANSITIONS_QUERY, params)]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The transition probabilities between the transient states ((start) and the channels) and
+    each one's probability of stepping straight to (conversion)."""
+
+    channels: tuple[str, ...]
+    moves: Mapping[str, Mapping[str, float]]
+    converts: Mapping[str, float]
+
+    @classmethod
+    def of(cls, counts: Iterable[Transition]) -> Chain:
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for t in counts:
+            out[t.from_state][t.to_state] = out[t.from_state].get(t.to_state, 0) + t.count
+        moves: dict[str, dict[str, float]] = {}
+        converts: dict[str, float] = {}
+        for state, targets in out.items():
+            total = sum(targets.values())
+            moves[state] = {to: n / total for to, n in targets.items() if to not in (CONVERSION, NULL)}
+            converts[state] = targets.get(CONVERSION, 0) / total
+        channels = tuple(sorted(set(out) - {START}))
+        return cls(channels, moves, converts)
+
+    def conversion_probability(self, removed: str | None = None) -> float:
+        """P(the chain from (start) ends in (conversion)), with ``removed`` leading to (null)."""
+        states = [START, *(c for c in self.channels if c != removed)]
+        index = {state: i for i, state in enumerate(states)}
+        # x = Q x + r over the transient states, as (I - Q) x = r.
+        matrix = [[0.0] * len(states) for _ in states]
+        for i, state in enumerate(states):
+            matrix[i][i] += 1.0
+            for to, p in self.moves.get(state, {}).items():
+                if to in index:
+                    matrix[i][index[to]] -= p
+        return _solve(matrix, [self.converts.get(state, 0.0) for state in states])[0]
+
+    def removal_effects(self) -> dict[str, float]:
+        """RE_c per channel; empty when no path converts."""
+        base = self.conversion_probability()
+        if base <= 0.0:
+            return {}
+        # Removing a state can only lower P(conversion): a negative effect is rounding.
+        return {c: max(0.0, 1.0 - self.conversion_probability(removed=c) / base) for c in self.channels}
+
+
+def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting: (I - Q) of an absorbing chain is non-singular,
+    and the system has one row per channel, so this is all the linear algebra needed."""
+    n = len(rhs)
+    a = [[*row, b] for row, b in zip(matrix, rhs, strict=True)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(col + 1, n):
+            factor = a[r][col] / a[col][col]
+            if factor:
+                for k in range(col, n + 1):
+                    a[r][k] -= factor * a[col][k]
+    x = [0.0] * n
+    for r in reversed(range(n)):
+        x[r] = (a[r][n] - sum(a[r][k] * x[k] for k in range(r + 1, n))) / a[r][r]
+    return x
+
+
+def shares(effects: Mapping[str, float]) -> dict[str, float]:
+    """Each channel's share of the conversions, RE_c / Σ RE (empty when nothing converts)."""
+    total = sum(effects.values())
+    return {c: re / total for c, re in effects.items()} if total > 0 else {}

@@ -1,0 +1,249 @@
+"""The Markov removal-effect model on paths stored in real warehouses: a hand-computed example,
+an exact oracle of its own, and ChannelAttribution's markov_model as the reference."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from fractions import Fraction
+from itertools import pairwise
+
+import pytest
+
+from include import attributions, markov, model_comparison, schema, warehouse
+from include.markov import CONVERSION, NULL, START
+from include.settings import DateRange, RunWindow
+from tests.warehouse_rows import add_conversions, add_sessions
+
+WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
+HALF_LIFE_DAYS = 7.0
+
+
+def at(day: str, hour: int) -> str:
+    return f"{day} {hour:02d}:00:00"
+
+
+# Converting: c1 A > B, c2 A, c3 B > B (one state: B), then (conversion).
+# Non-converting: u4 A, u5 B > A, then (null).
+SESSIONS = [
+    ("s1", "u1", at("2023-09-01", 9), "A"),
+    ("s2", "u1", at("2023-09-02", 9), "B"),
+    ("s3", "u2", at("2023-09-02", 9), "A"),
+    ("s4", "u3", at("2023-09-02", 9), "B"),
+    ("s5", "u3", at("2023-09-02", 10), "B"),
+    ("s6", "u4", at("2023-09-03", 9), "A"),
+    ("s7", "u5", at("2023-09-03", 9), "B"),
+    ("s8", "u5", at("2023-09-03", 10), " "),  # no channel: no journey would hold it
+    ("s9", "u5", at("2023-09-04", 9), "A"),
+    # Not on any path:
+    ("s10", "u1", at("2023-09-05", 9), "B"),  # u1 converts in the range: after its journey
+    ("s11", "u4", at("2023-07-01", 9), "B"),  # before the run's session window
+    ("s12", None, at("2023-09-03", 9), "B"),  # no user
+]
+CONVERSIONS = [
+    ("c1", "u1", at("2023-09-02", 12), 100.0),
+    ("c2", "u2", at("2023-09-02", 12), 50.0),
+    ("c3", "u3", at("2023-09-02", 12), 10.0),
+    ("c4", "u4", at("2023-08-20", 12), 30.0),  # before the range: u4's sessions do not convert
+]
+JOURNEYS = [("c1", "s1", 0.5), ("c1", "s2", 0.5), ("c2", "s3", 1.0), ("c3", "s4", 0.5), ("c3", "s5", 0.5)]
+
+
+@pytest.fixture
+def paths_db(db):
+    schema.init_schema(db)
+    add_sessions(db, SESSIONS)
+    add_conversions(db, CONVERSIONS)
+    db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, JOURNEYS)
+    return db
+
+
+def test_the_removal_effects_come_out_as_computed_by_hand(paths_db):
+    """Transitions (self-transitions dropped): (start) -> A 3, (start) -> B 2; A -> B 1,
+    A -> (conversion) 1, A -> (null) 2; B -> (conversion) 2, B -> A 1.
+
+    With x_s = P(conversion | s): x_A = 1/4 + 1/4 x_B and x_B = 2/3 + 1/3 x_A, so x_A = 5/11 and
+    x_B = 9/11, and P(conversion) = 3/5 x_A + 2/5 x_B = 3/5.
+    Without A: x_B = 2/3, P = 2/5 * 2/3 = 4/15, RE_A = 1 - (4/15) / (3/5) = 5/9.
+    Without B: x_A = 1/4, P = 3/5 * 1/4 = 3/20, RE_B = 1 - (3/20) / (3/5) = 3/4.
+    Σ RE = 47/36: A gets 20/47 of the 3 conversions and of their 160 EUR, B 27/47.
+    """
+    counts = markov.transitions(paths_db, "2023-09-01", "2023-09-07", WINDOW.first_session_date)
+    assert {(t.from_state, t.to_state): t.count for t in counts} == {
+        (START, "A"): 3,
+        (START, "B"): 2,
+        ("A", "B"): 1,
+        ("A", CONVERSION): 1,
+        ("A", NULL): 2,
+        ("B", CONVERSION): 2,
+        ("B", "A"): 1,
+    }
+    chain = markov.Chain.of(counts)
+    assert chain.conversion_probability() == pytest.approx(3 / 5, abs=1e-12)
+    assert chain.removal_effects() == pytest.approx({"A": 5 / 9, "B": 3 / 4}, abs=1e-12)
+    credits = {c.channel_name: c for c in model_comparison.markov_credits(paths_db, WINDOW)}
+    assert credits["A"].credit == pytest.approx(3 * 20 / 47, abs=1e-9)
+    assert credits["B"].credit == pytest.approx(3 * 27 / 47, abs=1e-9)
+    assert credits["A"].revenue == pytest.approx(160 * 20 / 47, abs=1e-9)
+    assert credits["B"].revenue == pytest.approx(160 * 27 / 47, abs=1e-9)
+
+
+def markov_rows(db) -> dict[tuple[str, str], tuple[float, float]]:
+    rows = db.execute(
+        "SELECT channel_name, date, credit, revenue FROM channel_model_comparison WHERE model = 'markov'"
+    ).fetchall()
+    return {(channel, day): (credit, revenue) for channel, day, credit, revenue in rows}
+
+
+def test_each_channels_credit_goes_to_the_dates_of_its_converting_sessions(paths_db):
+    """A: one session on 09-01 (c1), one on 09-02 (c2): half its credit each. B: its three
+    sessions (c1's, c3's two) all on 09-02. Only the rebuilt dates are written."""
+    model_comparison.rebuild_model_comparison(paths_db, "2023-08-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
+    a, b = 3 * 20 / 47, 3 * 27 / 47
+    expected = {
+        ("A", "2023-09-01"): (a / 2, 160 * 20 / 47 / 2),
+        ("A", "2023-09-02"): (a / 2, 160 * 20 / 47 / 2),
+        ("B", "2023-09-02"): (b, 160 * 27 / 47),
+    }
+    rows = markov_rows(paths_db)
+    assert rows.keys() == expected.keys()
+    for key, value in expected.items():
+        assert rows[key] == pytest.approx(value, abs=1e-9), key
+    model_comparison.rebuild_model_comparison(paths_db, "2023-09-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
+    assert markov_rows(paths_db)[("A", "2023-09-01")] == pytest.approx(expected[("A", "2023-09-01")])
+    paths_db.execute("DELETE FROM channel_model_comparison")
+    model_comparison.rebuild_model_comparison(paths_db, "2023-09-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
+    assert set(markov_rows(paths_db)) == {("A", "2023-09-02"), ("B", "2023-09-02")}
+
+
+def test_without_a_converting_path_the_model_gives_nothing(paths_db):
+    paths_db.execute("DELETE FROM attribution_customer_journey")
+    assert model_comparison.markov_credits(paths_db, WINDOW) == []
+    model_comparison.rebuild_model_comparison(paths_db, "2023-08-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
+    assert markov_rows(paths_db) == {}
+    assert model_comparison.credits_by_channel(paths_db, WINDOW, HALF_LIFE_DAYS) == []
+    assert markov.Chain.of([markov.Transition(START, "A", 2), markov.Transition("A", NULL, 2)]).removal_effects() == {}
+
+
+# Random paths: channels converting more or less often, repeats (self-transitions) included.
+CHANNELS = ("Direct", "Email", "Paid Search", "Social", "Organic")
+
+
+def random_paths(rng: random.Random, count: int, weights: tuple[int, ...]) -> list[list[str]]:
+    return [rng.choices(CHANNELS, weights, k=rng.choice((1, 1, 2, 2, 3, 4, 6, 9))) for _ in range(count)]
+
+
+def store_paths(db, converting: list[list[str]], browsing: list[list[str]], rng: random.Random) -> list[float]:
+    """Each converting path as a conversion dated in WINDOW's range with its journey's sessions
+    attributed, each non-converting path as the sessions of a user who never converts; a path's
+    sessions an hour apart from 2023-09-01. Returns the conversions' revenues."""
+    schema.init_schema(db)
+    sessions, conversions, journeys = [], [], []
+    first = datetime(2023, 9, 1)
+    for kind, paths in (("c", converting), ("n", browsing)):
+        for i, path in enumerate(paths):
+            user = f"{kind}u{i}"
+            for k, channel in enumerate(path):
+                session = f"{kind}s{i}_{k}"
+                sessions.append((session, user, (first + timedelta(hours=k)).isoformat(" "), channel))
+                if kind == "c":
+                    journeys.append((f"c{i}", session, 1.0 / len(path)))
+            if kind == "c":
+                conversions.append((f"c{i}", user, "2023-09-02 12:00:00", round(rng.uniform(5, 200), 2)))
+    add_sessions(db, sessions)
+    add_conversions(db, conversions)
+    db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, journeys)
+    return [revenue for *_, revenue in conversions]
+
+
+def collapsed(path: list[str], end: str) -> list[str]:
+    return [START, *(c for k, c in enumerate(path) if k == 0 or path[k - 1] != c), end]
+
+
+def oracle_shares(converting: list[list[str]], browsing: list[list[str]]) -> dict[str, Fraction]:
+    """RE_c / Σ RE in exact fractions, computed another way: RE_c = P(conversion and c visited) /
+    P(conversion), with P(conversion and c visited) = h_c * x_c (h_c: the probability of reaching
+    c from (start) before an end; x_c: of converting from c), each from its own linear system over
+    the transition probabilities counted path by path here, solved by Gauss-Jordan elimination."""
+    counts = Counter()
+    for paths, end in ((converting, CONVERSION), (browsing, NULL)):
+        for path in paths:
+            states = collapsed(path, end)
+            counts.update(pairwise(states))
+    leaving = Counter()
+    for (a, _), n in counts.items():
+        leaving[a] += n
+    step = {(a, b): Fraction(n, leaving[a]) for (a, b), n in counts.items()}
+    transient = sorted(leaving)
+
+    def hitting(values: dict[str, int]) -> dict[str, Fraction]:
+        """For each state, the expected value of the first of ``values``' states reached (the
+        ends count 0 unless named)."""
+        unknown = [s for s in transient if s not in values]
+        rows = []
+        for s in unknown:
+            row = [Fraction(int(s == t)) - step.get((s, t), 0) for t in unknown]
+            rhs = sum((step.get((s, t), 0) * v for t, v in values.items()), Fraction(0))
+            rows.append([*row, rhs])
+        for col in range(len(unknown)):
+            pivot = next(r for r in range(col, len(rows)) if rows[r][col] != 0)
+            rows[col], rows[pivot] = rows[pivot], rows[col]
+            rows[col] = [v / rows[col][col] for v in rows[col]]
+            for r in range(len(rows)):
+                if r != col and rows[r][col] != 0:
+                    rows[r] = [v - rows[r][col] * w for v, w in zip(rows[r], rows[col], strict=True)]
+        return {**{s: rows[i][-1] for i, s in enumerate(unknown)}, **{s: Fraction(v) for s, v in values.items()}}
+
+    converts = hitting({CONVERSION: 1})
+    effects = {c: hitting({c: 1})[START] * converts[c] / converts[START] for c in transient if c != START}
+    total = sum(effects.values())
+    return {c: re / total for c, re in effects.items()}
+
+
+def filled_with_random_paths(db) -> tuple[list[list[str]], list[list[str]], list[float]]:
+    rng = random.Random(20160101)
+    converting = random_paths(rng, 150, (1, 4, 3, 1, 2))
+    browsing = random_paths(rng, 300, (4, 1, 2, 3, 1))
+    return converting, browsing, store_paths(db, converting, browsing, rng)
+
+
+@pytest.fixture
+def random_paths_db(db):
+    return db, *filled_with_random_paths(db)
+
+
+def test_the_credits_equal_an_exact_oracle_and_add_up_to_the_conversions(random_paths_db):
+    db, converting, browsing, revenues = random_paths_db
+    credits = {c.channel_name: c for c in model_comparison.markov_credits(db, WINDOW)}
+    shares = oracle_shares(converting, browsing)
+    assert set(credits) == set(CHANNELS) == set(shares)
+    for channel, share in shares.items():
+        assert credits[channel].credit == pytest.approx(float(share * len(converting)), abs=1e-9), channel
+        assert credits[channel].revenue == pytest.approx(float(share) * sum(revenues), abs=1e-9), channel
+    assert sum(c.credit for c in credits.values()) == pytest.approx(len(converting), abs=1e-9)
+    assert sum(c.revenue for c in credits.values()) == pytest.approx(sum(revenues), abs=1e-9)
+    model_comparison.rebuild_model_comparison(db, "2023-08-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
+    rows = markov_rows(db).values()
+    assert sum(credit for credit, _ in rows) == pytest.approx(len(converting), abs=1e-9)
+
+
+def test_the_credits_match_channel_attributions_markov_model(tmp_path):
+    """The reference estimates by simulation (seeded: the same every run), so within 2 %."""
+    import pandas as pd
+    from ChannelAttribution import markov_model
+
+    with warehouse.connect_sqlite(tmp_path / "w.db", create=True) as db:
+        schema.create_input_tables(db)
+        converting, browsing, _ = filled_with_random_paths(db)
+        credits = {c.channel_name: c.credit for c in model_comparison.markov_credits(db, WINDOW)}
+    conversions = Counter(" > ".join(p) for p in converting)
+    nulls = Counter(" > ".join(p) for p in browsing)
+    keys = sorted(conversions.keys() | nulls.keys())
+    data = pd.DataFrame({"path": keys, "conv": [conversions[k] for k in keys], "null": [nulls[k] for k in keys]})
+    reference = markov_model(
+        data, "path", "conv", var_null="null", nsim_start=1e6, max_step=500, conv_par=0.01, verbose=False, flg_pro=False
+    )
+    assert credits == pytest.approx(
+        dict(zip(reference["channel_name"], reference["total_conversions"], strict=True)), rel=0.02
+    )
