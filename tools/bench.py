@@ -40,13 +40,13 @@ from pathlib import Path
 
 import aiohttp
 
-from include import pipeline, run_config, settings, warehouse
+from include import model_comparison, pipeline, roles, run_config, settings, warehouse
 from include.attributions import ChunkResult, WriteResult
 from include.chunks import ChunkInfo, read_chunk
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from include.journeys import JourneyStats
-from include.report import ReportResult
+from include.report import ReportResult, rebuild_report
 from include.run_config import RunContext
 from include.warehouse import WarehouseTarget
 from tools import engine_parameters, engine_training, postgres_server
@@ -122,6 +122,26 @@ def floor(target: warehouse.WarehouseTarget, first: str, last: str) -> int:
     """The floor query over the report's window, opened and read as report_step does; its row count."""
     with target.open() as db:
         return len(db.execute(FLOOR_QUERY, {"first": first, "last": last}).fetchall())
+
+
+def part_seconds(run: RunContext, first: str, last: str) -> dict[str, float]:
+    """Each part of the report step again, one by one over the same window (each replaces what
+    the step wrote with the same rows): what the roles and the models add to channel_reporting."""
+    parts = {
+        "reporting_s": lambda db: rebuild_report(db, first, last),
+        "roles_s": lambda db: roles.rebuild_roles(db, first, last),
+        "models_s": lambda db: model_comparison.rebuild_model_comparison(
+            db, first, last, run.window, run.config.decay_half_life_days
+        ),
+        "markov_s": lambda db: model_comparison.markov_credits(db, run.window),
+    }
+    seconds = {}
+    for name, part in parts.items():
+        started = time.perf_counter()
+        with run.warehouse.open() as db:
+            part(db)
+        seconds[name] = time.perf_counter() - started
+    return seconds
 
 
 def peak_rss_mb() -> float:
@@ -234,9 +254,10 @@ def stage_main(argv: list[str]) -> None:
     elif args.stage == "report":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
-        report = pipeline.report_step(run, WriteResult(**saved["written"]))
-        detail = {"report_rows": report.rows, "report_s": time.perf_counter() - started}
-        state.write_text(json.dumps({**saved, "report": asdict(report)}))
+        result = pipeline.report_step(run, WriteResult(**saved["written"]))
+        detail = {"report_rows": result.rows, "report_s": time.perf_counter() - started}
+        detail |= part_seconds(run, result.first, result.last)
+        state.write_text(json.dumps({**saved, "report": asdict(result)}))
     elif args.stage == "floor":
         saved = json.loads(state.read_text())
         started = time.perf_counter()
@@ -581,6 +602,7 @@ def write_results(results: dict[str, dict[str, list[Measure]]], root: Path, out:
         "every stage run against it.",
         "",
         *floor_table(results),
+        *parts_table(results),
         *transport_table(results),
     ]
     for name, runs in results.items():
@@ -627,6 +649,30 @@ def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
     for name, database, by_stage in stage_details(results):
         report_s, floor_s = by_stage["report"]["report_s"], by_stage["floor"]["floor_s"]
         lines.append(f"| {name} | {database} | {report_s:,.2f} s | {floor_s:,.2f} s | {report_s / floor_s:.2f} |")
+    return [*lines, ""]
+
+
+def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
+    """The report step's parts, each timed alone after the step: the roles and the Markov model
+    (the models' rebuild includes it) against channel_reporting, what the step computed before."""
+    lines = [
+        "## The report step's parts",
+        "",
+        "Each part timed alone after the report step, over the same window (opening the warehouse included). "
+        "Models: all rule-based models and Markov written to channel_model_comparison; Markov: its transition "
+        "counts and removal effects alone.",
+        "",
+        "| dataset | database | report step | channel_reporting | roles | models | of which Markov "
+        "| (roles + Markov) / channel_reporting |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, database, by_stage in stage_details(results):
+        d = by_stage["report"]
+        ratio = (d["roles_s"] + d["markov_s"]) / d["reporting_s"]
+        lines.append(
+            f"| {name} | {database} | {d['report_s']:,.2f} s | {d['reporting_s']:,.2f} s | {d['roles_s']:,.2f} s "
+            f"| {d['models_s']:,.2f} s | {d['markov_s']:,.2f} s | {ratio:.2f} |"
+        )
     return [*lines, ""]
 
 

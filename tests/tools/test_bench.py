@@ -47,6 +47,9 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     assert at_200 == by_stage["api"].detail["whole_range_packing_at_200"] > 0
     assert by_stage["api"].detail["chunks_at_200_sessions"] >= 1
     assert 0 < by_stage["report"].detail["report_s"] < by_stage["report"].seconds
+    report = by_stage["report"].detail
+    assert min(report["markov_s"], report["roles_s"], report["reporting_s"]) > 0
+    assert report["reporting_s"] + report["roles_s"] + report["models_s"] < by_stage["report"].seconds
     assert 0 < by_stage["floor"].detail["floor_s"] < by_stage["floor"].seconds
     assert by_stage["floor"].detail["floor_rows"] > 0
     assert all(0 < m.peak_rss_mb < 1000 for m in measures[1:])
@@ -56,6 +59,7 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     text = out.read_text()
     assert "## tiny: " in text and "### SQLite" in text and "| journeys |" in text and "cores" in text
     assert "| tiny | SQLite |" in text and "| report / floor |" in text and "| API step / floor |" in text
+    assert "| (roles + Markov) / channel_reporting |" in text
 
 
 def test_bench_runs_every_stage_on_a_postgresql_copy_and_drops_it(tmp_path: Path, postgres_server_url: str):
