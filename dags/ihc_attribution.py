@@ -43,8 +43,7 @@ from include.attributions import ChunkResult, WriteResult
 from include.chunks import ChunkInfo
 from include.extract import ExtractResult
 from include.journeys import JourneyStats
-from include.pipeline import Journeys
-from include.report import ReportResult
+from include.pipeline import Journeys, ReportResult
 from include.run_config import RunConfig, RunContext
 from include.summary import RunSummary
 

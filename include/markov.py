@@ -27,15 +27,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from include.report import NO_CHANNEL
+from include.report import channel_named
 from include.warehouse import Warehouse
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
-
-
-def _named(column: str) -> str:
-    """A channel's name as the report shows it."""
-    return f"COALESCE(NULLIF(TRIM({column}), ''), '{NO_CHANNEL}')"
 
 
 # Each path's steps as (previous channel, channel) pairs, counted by the end their path reaches.
@@ -70,7 +65,7 @@ TRANSITIONS_QUERY = f"""
         FROM steps
         GROUP BY end_state, previous, channel_name),
     named AS (
-        SELECT end_state, {_named("previous")} AS previous, {_named("channel_name")} AS channel, n
+        SELECT end_state, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
         FROM pairs),
     moves AS (
         SELECT previous AS from_state, channel AS to_state, n FROM named

@@ -28,10 +28,11 @@ touch, so reruns give the same rows.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from include import markov
-from include.report import ATTRIBUTED_SESSIONS, NO_CHANNEL
+from include.report import ATTRIBUTED_SESSIONS, channel_named
 from include.settings import RunWindow
 from include.warehouse import Warehouse
 
@@ -69,7 +70,7 @@ def _credited(conversions: str) -> str:
     return f"""
     WITH chosen AS ({conversions}),
     timed AS (
-        SELECT a.conv_id, COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+        SELECT a.conv_id, {channel_named("s.channel_name")} AS channel_name,
                s.event_date AS date, a.ihc, CAST(COALESCE(c.revenue, 0) AS {{float}}) AS revenue,
                ROW_NUMBER() OVER (PARTITION BY a.conv_id
                                   ORDER BY s.event_date{{bytewise}}, s.event_time{{bytewise}},
@@ -131,13 +132,13 @@ RANGE_ATTRIBUTED = """
 
 # The sessions of the range's converting journeys per channel (named as the Markov states) and
 # date: where each channel's Markov credit is put.
-RANGE_JOURNEY_DAYS = """
-    SELECT TRIM(s.channel_name), s.event_date, COUNT(*)
+RANGE_JOURNEY_DAYS = f"""
+    SELECT {channel_named("s.channel_name")}, s.event_date, COUNT(*)
     FROM conversions c
     JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
     JOIN session_sources s ON s.session_id = a.session_id
     WHERE c.conv_date BETWEEN :start AND :end
-    GROUP BY TRIM(s.channel_name), s.event_date"""
+    GROUP BY 1, 2"""
 
 
 @dataclass(frozen=True)
@@ -169,38 +170,49 @@ def markov_credits(db: Warehouse, window: RunWindow) -> list[ModelCredit]:
     ]
 
 
-def _markov_rows(db: Warehouse, window: RunWindow, first: str, last: str) -> list[tuple[str, str, str, float, float]]:
-    """The Markov credits split over the session dates [first, last] of each channel's sessions in
-    the range's converting journeys, in proportion to their number."""
-    credits = {c.channel_name: c for c in markov_credits(db, window)}
-    days = [row for row in db.execute(RANGE_JOURNEY_DAYS, _range(window)) if row[0] in credits]
+def _markov_rows(
+    db: Warehouse, window: RunWindow, credits: Sequence[ModelCredit], first: str, last: str
+) -> list[tuple[str, str, str, float, float]]:
+    """The range's Markov credits split over the session dates [first, last] of each channel's
+    sessions in the range's converting journeys, in proportion to their number."""
+    by_channel = {c.channel_name: c for c in credits}
+    days = [row for row in db.execute(RANGE_JOURNEY_DAYS, _range(window)) if row[0] in by_channel]
     sessions = Counter()
     for channel, _, n in days:
         sessions[channel] += n
     rows = []
     for channel, day, n in days:
         if first <= day <= last:
-            part, credit = n / sessions[channel], credits[channel]
+            part, credit = n / sessions[channel], by_channel[channel]
             rows.append(("markov", channel, day, credit.credit * part, credit.revenue * part))
     return rows
 
 
-def rebuild_model_comparison(db: Warehouse, first: str, last: str, window: RunWindow, half_life_days: float) -> None:
+def rebuild_model_comparison(
+    db: Warehouse, first: str, last: str, window: RunWindow, half_life_days: float
+) -> list[ModelCredit]:
     """Recompute channel_model_comparison for the session dates [first, last], in one transaction:
     the rule-based models from the journeys with a session on those dates, the Markov model from
-    the paths of ``window`` (the run's range and look-back)."""
+    the paths of ``window`` (the run's range and look-back). Returns the range's Markov credits,
+    which the table holds only per date: the export needs them whole and need not walk the paths
+    again."""
     params = {"first": first, "last": last, "half_life_days": half_life_days}
     with db.transaction():
         db.execute(DELETE_COMPARISON_WINDOW, params)
         db.execute(INSERT_COMPARISON_WINDOW, params)
-        db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, _markov_rows(db, window, first, last))
+        credits = markov_credits(db, window)
+        db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, _markov_rows(db, window, credits, first, last))
+    return credits
 
 
-def credits_by_channel(db: Warehouse, window: RunWindow, half_life_days: float) -> list[ModelCredit]:
-    """Every model's credit per channel for the conversions dated in the window's range."""
+def credits_by_channel(
+    db: Warehouse, window: RunWindow, half_life_days: float, markov: Sequence[ModelCredit]
+) -> list[ModelCredit]:
+    """Every model's credit per channel for the conversions dated in the window's range; the
+    Markov credits as the report step computed them."""
     params = {**_range(window), "half_life_days": half_life_days}
     rule_based = [ModelCredit(*row) for row in db.execute(RANGE_CREDITS, params)]
-    return sorted(rule_based + markov_credits(db, window), key=lambda c: (c.channel_name, c.model))
+    return sorted([*rule_based, *markov], key=lambda c: (c.channel_name, c.model))
 
 
 def credits_between(db: Warehouse, first: str, last: str) -> list[ModelCredit]:

@@ -12,14 +12,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from include.report import NO_CHANNEL
+from include.report import channel_named
 from include.settings import DateRange
 from include.warehouse import Warehouse
 
 TOP_PATHS = 15
 
 JOURNEY_CHANNELS = f"""
-    SELECT a.conv_id, COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}'), COALESCE(c.revenue, 0)
+    SELECT a.conv_id, {channel_named("s.channel_name")}, COALESCE(c.revenue, 0)
     FROM conversions c
     JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
     JOIN session_sources s ON s.session_id = a.session_id

@@ -30,9 +30,9 @@ from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult, extr
 from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
-from include.model_comparison import credits_between, credits_by_channel, rebuild_model_comparison
+from include.model_comparison import ModelCredit, credits_between, credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
-from include.report import ReportResult, rebuild_report, report_rows, report_rows_between, report_window
+from include.report import rebuild_report, report_rows, report_rows_between, report_window
 from include.roles import rebuild_roles, role_rows, role_rows_between
 from include.run_config import RunConfig, RunContext
 from include.runfiles import (
@@ -209,12 +209,31 @@ def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResu
     )
 
 
+@dataclass(frozen=True)
+class ReportResult:
+    """The recomputed channel_reporting rows' totals and the session dates they cover; the
+    channel_roles rows; the range's Markov credits, for the export (the table holds them per date)."""
+
+    rows: int
+    cost: float
+    ihc: float
+    ihc_revenue: float
+    first: str
+    last: str
+    role_rows: int = 0
+    markov: tuple[ModelCredit, ...] = ()
+
+    @classmethod
+    def from_xcom(cls, data: dict) -> ReportResult:
+        return cls(**{**data, "markov": tuple(ModelCredit(**c) for c in data.get("markov", ()))})
+
+
 def report_step(run: RunContext, written: WriteResult | None = None) -> ReportResult:
     first, last = report_window(run.window, written.first_session_date if written else None)
     with run.warehouse.open() as db:
         totals = rebuild_report(db, first, last)
         roles = rebuild_roles(db, first, last)
-        rebuild_model_comparison(db, first, last, run.window, run.config.decay_half_life_days)
+        markov = rebuild_model_comparison(db, first, last, run.window, run.config.decay_half_life_days)
     log.info(
         "channel_reporting (%d rows), channel_roles (%d rows) and channel_model_comparison recomputed for %s .. %s",
         totals.rows,
@@ -222,7 +241,7 @@ def report_step(run: RunContext, written: WriteResult | None = None) -> ReportRe
         first,
         last,
     )
-    return ReportResult(**asdict(totals), first=first, last=last, role_rows=roles)
+    return ReportResult(**asdict(totals), first=first, last=last, role_rows=roles, markov=tuple(markov))
 
 
 def export_step(
@@ -260,7 +279,7 @@ def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report
         window=window,
         channel_rows=report_rows_between(db, *window),
         roles=role_rows_between(db, *window),
-        credits=credits_by_channel(db, config.window, config.decay_half_life_days),
+        credits=credits_by_channel(db, config.window, config.decay_half_life_days, report.markov),
         window_credits=credits_between(db, *window),
         paths=top_paths(db, config.window.dates),
         parameters=html_report.run_parameters(config, summary, window),

@@ -14,6 +14,11 @@ DELETE_REPORT_WINDOW = "DELETE FROM channel_reporting WHERE date BETWEEN :first 
 NO_CHANNEL = "(no channel)"
 
 
+def channel_named(column: str) -> str:
+    """A session's channel as every table and chart names it: trimmed, "(no channel)" if blank."""
+    return f"COALESCE(NULLIF(TRIM({column}), ''), '{NO_CHANNEL}')"
+
+
 # The attributions (a few rows per conversion) drive and look each session up by its key, the
 # date filtered after: the window's sessions, non-converting traffic included, are read once, by
 # the costs. SQLite keeps the left table of a CROSS JOIN outer (without it, it walks the date
@@ -39,13 +44,13 @@ REPORT_WINDOW_QUERY = f"""
         WHERE s.event_date BETWEEN :first AND :last
         GROUP BY s.channel_name, s.event_date),
     costs AS (
-        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+        SELECT {channel_named("s.channel_name")} AS channel_name,
                s.event_date AS date, SUM(s.cost) AS cost
         FROM session_days s
         WHERE {{event_date_is_iso}}
         GROUP BY 1, 2),
     attributed_sessions AS MATERIALIZED (
-        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+        SELECT {channel_named("s.channel_name")} AS channel_name,
                s.event_date AS date, a.ihc, a.ihc * COALESCE(c.revenue, 0) AS ihc_revenue
         FROM {ATTRIBUTED_SESSIONS}
         JOIN conversions c ON c.conv_id = a.conv_id
@@ -93,19 +98,6 @@ class ReportTotals:
     cost: float
     ihc: float
     ihc_revenue: float
-
-
-@dataclass(frozen=True)
-class ReportResult:
-    """The recomputed rows' totals, and the session dates they cover."""
-
-    rows: int
-    cost: float
-    ihc: float
-    ihc_revenue: float
-    first: str
-    last: str
-    role_rows: int = 0
 
 
 def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[str, str]:

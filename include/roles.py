@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from include.report import NO_CHANNEL
+from include.report import channel_named
 from include.warehouse import Warehouse
 
 ROLES = ("initializer", "holder", "closer")
@@ -24,7 +24,7 @@ DELETE_ROLES_WINDOW = "DELETE FROM channel_roles WHERE date BETWEEN :first AND :
 # summed in a fixed order so that a rerun gives the same sums, bit for bit.
 ROLES_WINDOW_QUERY = f"""
     WITH phased AS MATERIALIZED (
-        SELECT COALESCE(NULLIF(TRIM(s.channel_name), ''), '{NO_CHANNEL}') AS channel_name,
+        SELECT {channel_named("s.channel_name")} AS channel_name,
                s.event_date AS date, p.initializer, p.holder, p.closer,
                CAST(COALESCE(c.revenue, 0) AS {{float}}) AS revenue
         FROM attribution_phases p CROSS JOIN session_sources s

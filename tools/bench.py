@@ -46,7 +46,7 @@ from include.chunks import ChunkInfo, read_chunk
 from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from include.journeys import JourneyStats
-from include.report import ReportResult, rebuild_report
+from include.report import rebuild_report
 from include.run_config import RunContext
 from include.warehouse import WarehouseTarget
 from tools import engine_parameters, engine_training, postgres_server
@@ -271,7 +271,7 @@ def stage_main(argv: list[str]) -> None:
             ExtractResult(**saved["extracted"]),
             JourneyStats(**saved["stats"]),
             WriteResult(**saved["written"]),
-            ReportResult(**saved["report"]),
+            pipeline.ReportResult.from_xcom(saved["report"]),
         )
         detail = {
             "csv_rows": summary.report_rows,

@@ -14,6 +14,7 @@ import pytest
 from include import attributions, markov, model_comparison, schema, warehouse
 from include.markov import CONVERSION, NULL, START
 from include.settings import DateRange, RunWindow
+from tests.unit.test_model_comparison import every_credit
 from tests.warehouse_rows import add_conversions, add_sessions
 
 WINDOW = RunWindow(DateRange("2023-09-01", "2023-09-07"), 30)
@@ -122,7 +123,7 @@ def test_without_a_converting_path_the_model_gives_nothing(paths_db):
     assert model_comparison.markov_credits(paths_db, WINDOW) == []
     model_comparison.rebuild_model_comparison(paths_db, "2023-08-02", "2023-09-07", WINDOW, HALF_LIFE_DAYS)
     assert markov_rows(paths_db) == {}
-    assert model_comparison.credits_by_channel(paths_db, WINDOW, HALF_LIFE_DAYS) == []
+    assert every_credit(paths_db, WINDOW, HALF_LIFE_DAYS) == []
     assert markov.Chain.of([markov.Transition(START, "A", 2), markov.Transition("A", NULL, 2)]).removal_effects() == {}
 
 

@@ -43,6 +43,11 @@ RANGE = RunWindow(DateRange("2023-09-01", "2023-09-03"), 30)
 HALF_LIFE_DAYS = 7.0
 
 
+def every_credit(db, window: RunWindow, half_life_days: float) -> list[model_comparison.ModelCredit]:
+    """Every model's credits for the range, the Markov ones computed as the report step does."""
+    return model_comparison.credits_by_channel(db, window, half_life_days, model_comparison.markov_credits(db, window))
+
+
 def filled(db, first: str, last: str):
     """The journeys above in the tables, and the comparison rebuilt for [first, last]."""
     schema.init_schema(db)
@@ -115,7 +120,7 @@ def test_a_rebuild_replaces_only_its_window(comparison_db):
 
 def test_credits_by_channel_cover_a_range_of_conversions_whole(comparison_db):
     window = RunWindow(DateRange("2023-09-02", "2023-09-03"), 30)
-    credits = model_comparison.credits_by_channel(comparison_db, window, HALF_LIFE_DAYS)
+    credits = every_credit(comparison_db, window, HALF_LIFE_DAYS)
     by_key = {(c.model, c.channel_name): c for c in credits}
     assert by_key["last_touch", "Email"].credit == pytest.approx(2.0), "c2 and c3"
     assert by_key["first_touch", "Paid"].credit == pytest.approx(1.0), "c1, its first session on 09-01"
@@ -133,7 +138,7 @@ def one_conversion(db, sessions, half_life_days: float) -> dict[str, tuple[float
     journey = [("c1", session_id, 1 / len(sessions)) for session_id, *_ in sessions]
     db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, journey)
     window = RunWindow(DateRange("2023-09-02", "2023-09-02"), 30)
-    credits = model_comparison.credits_by_channel(db, window, half_life_days)
+    credits = every_credit(db, window, half_life_days)
     return {c.channel_name: (c.credit, c.revenue) for c in credits if c.model == "time_decay"}
 
 
@@ -169,5 +174,5 @@ def test_time_decay_gives_a_weight_too_small_for_a_float_nothing(db):
 @pytest.mark.parametrize(("day", "conversions"), [("2023-09-01", 1), ("2023-09-02", 2), ("2023-09-03", 1)])
 def test_time_decay_gives_each_conversion_one_credit(comparison_db, day, conversions):
     window = RunWindow(DateRange(day, day), 30)
-    credits = model_comparison.credits_by_channel(comparison_db, window, HALF_LIFE_DAYS)
+    credits = every_credit(comparison_db, window, HALF_LIFE_DAYS)
     assert sum(c.credit for c in credits if c.model == "time_decay") == pytest.approx(conversions, abs=1e-12)

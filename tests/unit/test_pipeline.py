@@ -13,7 +13,7 @@ import orjson
 import pytest
 from upath import UPath
 
-from include import pipeline
+from include import model_comparison, pipeline
 from include.attributions import ChunkResult, ResultsError
 from include.chunks import ChunkInfo
 from include.export import CSV_FILE
@@ -131,6 +131,15 @@ def test_writer_refuses_when_a_chunk_result_is_missing(sample_db, tmp_path, loca
 
 def test_run_window_survives_xcom():
     assert RunWindow.from_xcom(WINDOW.to_xcom()) == WINDOW
+
+
+def test_the_report_steps_markov_credits_are_the_ranges_and_survive_xcom(sample_db, tmp_path, local_server):
+    run = context(sample_db, tmp_path, local_server)
+    run_all(run)
+    report = pipeline.report_step(run)
+    with run.warehouse.open() as db:
+        assert list(report.markov) == model_comparison.markov_credits(db, WINDOW) != []
+    assert pipeline.ReportResult.from_xcom(orjson.loads(orjson.dumps(asdict(report)))) == report
 
 
 def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_server):
