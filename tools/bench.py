@@ -126,7 +126,9 @@ def floor(target: warehouse.WarehouseTarget, first: str, last: str) -> int:
 
 def part_seconds(run: RunContext, first: str, last: str) -> dict[str, float]:
     """Each part of the report step again, one by one over the same window (each replaces what
-    the step wrote with the same rows): what the roles and the models add to channel_reporting."""
+    the step wrote with the same rows): what the roles and the models add to channel_reporting,
+    in time and in this process's peak RSS while the part ran (SQLite works in it; PostgreSQL in
+    its server)."""
     parts = {
         "reporting_s": lambda db: rebuild_report(db, first, last),
         "roles_s": lambda db: roles.rebuild_roles(db, first, last),
@@ -137,11 +139,18 @@ def part_seconds(run: RunContext, first: str, last: str) -> dict[str, float]:
     }
     seconds = {}
     for name, part in parts.items():
+        reset_peak_rss()
         started = time.perf_counter()
         with run.warehouse.open() as db:
             part(db)
         seconds[name] = time.perf_counter() - started
+        seconds[name.replace("_s", "_mb")] = peak_rss_mb()
     return seconds
+
+
+def reset_peak_rss() -> None:
+    """VmHWM back to the current RSS (Linux's clear_refs 5), so the next reading is one part's."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def peak_rss_mb() -> float:
@@ -660,18 +669,20 @@ def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         "",
         "Each part timed alone after the report step, over the same window (opening the warehouse included). "
         "Models: all rule-based models and Markov written to channel_model_comparison; Markov: its transition "
-        "counts and removal effects alone.",
+        "counts and removal effects alone. Peak RSS: the stage process's high-water mark while the part ran, "
+        "reset before it (SQLite works in the process, PostgreSQL in its server).",
         "",
         "| dataset | database | report step | channel_reporting | roles | models | of which Markov "
-        "| (roles + Markov) / channel_reporting |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| (roles + Markov) / channel_reporting | peak RSS: channel_reporting, roles, Markov |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, database, by_stage in stage_details(results):
         d = by_stage["report"]
         ratio = (d["roles_s"] + d["markov_s"]) / d["reporting_s"]
+        memory = ", ".join(f"{d[part]:,.0f} MB" for part in ("reporting_mb", "roles_mb", "markov_mb"))
         lines.append(
             f"| {name} | {database} | {d['report_s']:,.2f} s | {d['reporting_s']:,.2f} s | {d['roles_s']:,.2f} s "
-            f"| {d['models_s']:,.2f} s | {d['markov_s']:,.2f} s | {ratio:.2f} |"
+            f"| {d['models_s']:,.2f} s | {d['markov_s']:,.2f} s | {ratio:.2f} | {memory} |"
         )
     return [*lines, ""]
 

@@ -50,6 +50,7 @@ def test_bench_measures_every_stage_and_writes_the_table(tmp_path: Path):
     report = by_stage["report"].detail
     assert min(report["markov_s"], report["roles_s"], report["reporting_s"]) > 0
     assert report["reporting_s"] + report["roles_s"] + report["models_s"] < by_stage["report"].seconds
+    assert all(0 < report[f"{part}_mb"] <= by_stage["report"].peak_rss_mb for part in ("reporting", "roles", "markov"))
     assert 0 < by_stage["floor"].detail["floor_s"] < by_stage["floor"].seconds
     assert by_stage["floor"].detail["floor_rows"] > 0
     assert all(0 < m.peak_rss_mb < 1000 for m in measures[1:])
@@ -109,6 +110,18 @@ def test_peak_rss_is_this_processs_own_high_water_mark():
     before, after = map(float, out.stdout.split())
     assert 1 < before < 500
     assert after - before >= 299
+
+
+def test_a_reset_peak_rss_forgets_what_was_freed_before():
+    probe = (
+        "from tools import bench; block = b'x' * (300 * 2**20); del block; high = bench.peak_rss_mb(); "
+        "bench.reset_peak_rss(); print(high, bench.peak_rss_mb())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=settings.PROJECT_ROOT
+    )
+    high, after = map(float, out.stdout.split())
+    assert high - after >= 250
 
 
 def test_requests_at_counts_chunk_by_chunk_against_one_packing_of_all(tmp_path: Path):
