@@ -98,29 +98,32 @@ def test_the_bench_server_runs_on_localhost_in_the_work_folder_and_is_removed(op
     assert list(open_work_folder.glob("postgres-*")) == []
 
 
-def test_peak_rss_is_this_processs_own_high_water_mark():
-    """In a fresh process, as each bench stage runs: the suite's own process may have grown large."""
-    probe = (
-        "from tools import bench; before = bench.peak_rss_mb(); block = b'x' * (300 * 2**20); "
-        "print(before, bench.peak_rss_mb())"
-    )
+def fresh_process_megabytes(probe: str) -> list[float]:
+    """The numbers a probe prints, run in a fresh process as each bench stage is: the suite's own
+    process may have grown large."""
     out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=settings.PROJECT_ROOT
+        [sys.executable, "-c", f"from tools import bench; {probe}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=settings.PROJECT_ROOT,
     )
-    before, after = map(float, out.stdout.split())
+    return [float(word) for word in out.stdout.split()]
+
+
+def test_peak_rss_is_this_processs_own_high_water_mark():
+    before, after = fresh_process_megabytes(
+        "before = bench.peak_rss_mb(); block = b'x' * (300 * 2**20); print(before, bench.peak_rss_mb())"
+    )
     assert 1 < before < 500
     assert after - before >= 299
 
 
 def test_a_reset_peak_rss_forgets_what_was_freed_before():
-    probe = (
-        "from tools import bench; block = b'x' * (300 * 2**20); del block; high = bench.peak_rss_mb(); "
+    high, after = fresh_process_megabytes(
+        "block = b'x' * (300 * 2**20); del block; high = bench.peak_rss_mb(); "
         "bench.reset_peak_rss(); print(high, bench.peak_rss_mb())"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=settings.PROJECT_ROOT
-    )
-    high, after = map(float, out.stdout.split())
     assert high - after >= 250
 
 
