@@ -36,34 +36,37 @@ START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 # Each path's steps as (previous channel, channel) pairs, counted by the end their path reaches.
 # A path's last step has no successor, so a state's transitions to its path's end are its steps
 # minus the steps it precedes: one LAG per session and one GROUP BY, over the raw channel names
-# (named as the report names them afterwards, on the few groups). The non-converting sessions are every session of the
-# window but those of the range's converting users; the converting users are excluded by user,
-# so a NULL user_id is excluded first (NOT IN would drop every row if one slipped in).
+# (named as the report names them afterwards, on the few groups). The non-converting sessions are
+# every session of the window but those of the range's converting users; the converting users are
+# excluded by user, so a NULL user_id is excluded first (NOT IN would drop every row if one slipped
+# in). Those sessions are tens of millions with background traffic: they are read in path order
+# from the covering index idx_session_sources_path (SQLite is told to, it would take the date
+# index and sort), so neither database sorts or stores them, and each branch is counted on its own.
 TRANSITIONS_QUERY = f"""
     WITH converting AS (
-        SELECT a.conv_id AS path_id, s.channel_name, s.event_date, s.event_time, s.session_id
+        SELECT LAG(s.channel_name, 1, '{START}') OVER (
+                   PARTITION BY a.conv_id ORDER BY s.event_date, s.event_time, s.session_id{{bytewise}}) AS previous,
+               s.channel_name
         FROM conversions c
         JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
         JOIN session_sources s ON s.session_id = a.session_id
         WHERE c.conv_date BETWEEN :start AND :end),
     browsing AS (
-        SELECT s.user_id AS path_id, s.channel_name, s.event_date, s.event_time, s.session_id
-        FROM session_sources s
-        WHERE s.event_date BETWEEN :first AND :end AND s.user_id IS NOT NULL AND TRIM(s.channel_name) <> ''
-          AND s.user_id NOT IN (SELECT user_id FROM conversions
-                                WHERE conv_date BETWEEN :start AND :end AND user_id IS NOT NULL)),
-    steps AS (
-        SELECT '{CONVERSION}' AS end_state, LAG(channel_name, 1, '{START}') OVER w AS previous, channel_name
-        FROM converting
-        WINDOW w AS (PARTITION BY path_id ORDER BY event_date, event_time, session_id{{bytewise}})
-        UNION ALL
-        SELECT '{NULL}', LAG(channel_name, 1, '{START}') OVER w, channel_name
-        FROM browsing
-        WINDOW w AS (PARTITION BY path_id ORDER BY event_date, event_time, session_id{{bytewise}})),
+        SELECT LAG(channel_name, 1, '{START}') OVER (
+                   PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}}) AS previous,
+               channel_name
+        FROM session_sources{{sessions_by_user}}
+        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''
+          AND user_id NOT IN (SELECT user_id FROM conversions
+                              WHERE conv_date BETWEEN :start AND :end AND user_id IS NOT NULL)),
     pairs AS (
-        SELECT end_state, previous, channel_name, COUNT(*) AS n
-        FROM steps
-        GROUP BY end_state, previous, channel_name),
+        SELECT '{CONVERSION}' AS end_state, previous, channel_name, COUNT(*) AS n
+        FROM converting
+        GROUP BY previous, channel_name
+        UNION ALL
+        SELECT '{NULL}', previous, channel_name, COUNT(*)
+        FROM browsing
+        GROUP BY previous, channel_name),
     named AS (
         SELECT end_state, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
         FROM pairs),

@@ -43,6 +43,8 @@ class Dialect:
     # Sort keys compare as Python compares str (the journey step merges two sorted streams);
     # PostgreSQL would otherwise sort text by the database's locale.
     bytewise: str
+    # Read session_sources by idx_session_sources_path (SQLite's planner prefers the date index).
+    sessions_by_user: str
     # A conversion date the look-back arithmetic can take (SQLite's date() tolerates anything;
     # PostgreSQL's cast fails on 2023-09-31, so only the range's real days pass).
     conv_date_is_a_day: str
@@ -71,6 +73,7 @@ class Dialect:
             "float": self.float_type,
             "revenue": self.revenue,
             "bytewise": self.bytewise,
+            "sessions_by_user": self.sessions_by_user,
             "conv_date_is_a_day": self.conv_date_is_a_day,
             "event_date_is_iso": self.event_date_is_iso,
             "lookback_start": self.lookback_start,
@@ -90,6 +93,7 @@ SQLITE = Dialect(
     float_type="REAL",
     revenue="revenue",
     bytewise="",
+    sessions_by_user=" INDEXED BY idx_session_sources_path",
     conv_date_is_a_day=f"conv_date {_ISO_GLOB}",
     event_date_is_iso=f"s.event_date {_ISO_GLOB}",
     lookback_start="date(u.first_date, printf('-%d days', :lookback_days))",
@@ -108,6 +112,7 @@ POSTGRES = Dialect(
     float_type="DOUBLE PRECISION",
     revenue="CAST(revenue AS DOUBLE PRECISION)",
     bytewise=' COLLATE "C"',
+    sessions_by_user="",
     conv_date_is_a_day="""conv_date IN (
         SELECT to_char(day, 'YYYY-MM-DD')
         FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS day)""",

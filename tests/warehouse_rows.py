@@ -9,7 +9,7 @@ OUTPUT_TABLES = {"attribution_customer_journey", "channel_reporting", "channel_m
 
 
 INDEXES = {
-    "idx_session_sources_user_time",
+    "idx_session_sources_path",
     "idx_session_sources_date",
     "idx_conversions_date",
     "idx_attribution_session",

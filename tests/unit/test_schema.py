@@ -62,3 +62,11 @@ def test_missing_input_column_is_named(db, table, column):
         schema.init_schema(db)
     assert table in str(info.value)
     assert column in str(info.value)
+
+
+def test_init_schema_drops_the_indexes_a_current_one_covers(db):
+    db.execute("CREATE TABLE IF NOT EXISTS keep_me (x INTEGER)")
+    db.execute("CREATE INDEX idx_session_sources_user_time ON session_sources (user_id, event_date, event_time)")
+    schema.init_schema(db)
+    assert "idx_session_sources_user_time" not in table_names(db, "index")
+    assert table_names(db, "index") >= INDEXES
