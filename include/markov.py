@@ -36,12 +36,18 @@ START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 # Each path's steps as (previous channel, channel) pairs, counted by the end their path reaches.
 # A path's last step has no successor, so a state's transitions to its path's end are its steps
 # minus the steps it precedes: one LAG per session and one GROUP BY, over the raw channel names
-# (named as the report names them afterwards, on the few groups). The non-converting sessions are
-# every session of the window but those of the range's converting users; the converting users are
-# excluded by user, so a NULL user_id is excluded first (NOT IN would drop every row if one slipped
-# in). Those sessions are tens of millions with background traffic: they are read in path order
-# from the covering index idx_session_sources_path (SQLite is told to, it would take the date
-# index and sort), so neither database sorts or stores them, and each branch is counted on its own.
+# (named as the report names them afterwards, on the few groups). The window's sessions are tens
+# of millions with background traffic: they are read in path order from the covering index
+# idx_session_sources_path (SQLite is told to, it would take the date index and sort), so neither
+# database sorts or stores them. LAG steps within one user, so the non-converting users' pairs
+# are everyone's minus those of the range's converting users (a few thousand, sought by user in
+# the same index): no per-session test of who converted. A NULL user_id is no user, left out.
+_SESSION_PAIRS = f"""
+        SELECT LAG(channel_name, 1, '{START}') OVER (
+                   PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}}) AS previous,
+               channel_name
+        FROM session_sources{{sessions_by_user}}
+        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''"""
 TRANSITIONS_QUERY = f"""
     WITH converting AS (
         SELECT LAG(s.channel_name, 1, '{START}') OVER (
@@ -51,21 +57,20 @@ TRANSITIONS_QUERY = f"""
         JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
         JOIN session_sources s ON s.session_id = a.session_id
         WHERE c.conv_date BETWEEN :start AND :end),
-    browsing AS (
-        SELECT LAG(channel_name, 1, '{START}') OVER (
-                   PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}}) AS previous,
-               channel_name
-        FROM session_sources{{sessions_by_user}}
-        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''
-          AND user_id NOT IN (SELECT user_id FROM conversions
-                              WHERE conv_date BETWEEN :start AND :end AND user_id IS NOT NULL)),
+    everyone AS NOT MATERIALIZED ({_SESSION_PAIRS}),
+    converters AS NOT MATERIALIZED ({_SESSION_PAIRS}
+          AND user_id IN (SELECT user_id FROM conversions WHERE conv_date BETWEEN :start AND :end)),
     pairs AS (
         SELECT '{CONVERSION}' AS end_state, previous, channel_name, COUNT(*) AS n
         FROM converting
         GROUP BY previous, channel_name
         UNION ALL
         SELECT '{NULL}', previous, channel_name, COUNT(*)
-        FROM browsing
+        FROM everyone
+        GROUP BY previous, channel_name
+        UNION ALL
+        SELECT '{NULL}', previous, channel_name, -COUNT(*)
+        FROM converters
         GROUP BY previous, channel_name),
     named AS (
         SELECT end_state, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sqlite3
 from contextlib import closing
 
@@ -32,6 +33,14 @@ def test_connect_create_makes_the_file(tmp_path):
         assert database.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         database.close()
+
+
+def test_sqlite_sorts_with_the_machines_cores_read_only_or_not(tmp_path):
+    """The Markov model's GROUP BY sorts every session of the window (SQLite's default: 1 thread)."""
+    warehouse.connect_sqlite(tmp_path / "w.db", create=True).close()
+    for read_only in (False, True):
+        with warehouse.connect_sqlite(tmp_path / "w.db", read_only=read_only) as db:
+            assert db.execute("PRAGMA threads").fetchone()[0] == min(os.cpu_count() or 1, 8), read_only
 
 
 def test_a_warehouse_switched_to_wal_is_logged_once_naming_the_file(tmp_path, caplog):
