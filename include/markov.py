@@ -23,12 +23,18 @@ RE_c / Σ RE.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import itertools
+import logging
+import os
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from include.report import channel_named
 from include.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 
@@ -42,13 +48,14 @@ START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 # database sorts or stores them. LAG steps within one user, so the non-converting users' pairs
 # are everyone's minus those of the range's converting users (a few thousand, sought by user in
 # the same index): no per-session test of who converted. A NULL user_id is no user, left out.
+# {users} and {conversion_users} keep one part's users (UserRange.query), nothing for all.
 _SESSION_PAIRS = f"""
         SELECT LAG(channel_name, 1, '{START}') OVER (
                    PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}}) AS previous,
                channel_name
         FROM session_sources{{sessions_by_user}}
-        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''"""
-TRANSITIONS_QUERY = f"""
+        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}"""
+_TRANSITIONS = f"""
     WITH converting AS (
         SELECT LAG(s.channel_name, 1, '{START}') OVER (
                    PARTITION BY a.conv_id ORDER BY s.event_date, s.event_time, s.session_id{{bytewise}}) AS previous,
@@ -56,7 +63,7 @@ TRANSITIONS_QUERY = f"""
         FROM conversions c
         JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
         JOIN session_sources s ON s.session_id = a.session_id
-        WHERE c.conv_date BETWEEN :start AND :end),
+        WHERE c.conv_date BETWEEN :start AND :end{{conversion_users}}),
     everyone AS NOT MATERIALIZED ({_SESSION_PAIRS}),
     converters AS NOT MATERIALIZED ({_SESSION_PAIRS}
           AND user_id IN (SELECT user_id FROM conversions WHERE conv_date BETWEEN :start AND :end)),
@@ -85,8 +92,46 @@ TRANSITIONS_QUERY = f"""
     FROM moves
     WHERE from_state <> to_state
     GROUP BY from_state, to_state
-    HAVING SUM(n) <> 0
-    ORDER BY from_state, to_state"""
+    HAVING SUM(n) <> 0"""
+
+# A part of fewer sessions is read faster in one go than its process or connection starts.
+MIN_SESSIONS_PER_PART = 100_000
+
+
+@dataclass(frozen=True)
+class UserRange:
+    """The users from ``low`` (included) to ``high`` (excluded) in the warehouse's order; None is
+    no bound. A user's paths never cross users, so the parts' transition counts add up."""
+
+    low: Any = None
+    high: Any = None
+
+    def condition(self, column: str) -> str:
+        low = f" AND {column} >= :users_from" if self.low is not None else ""
+        return low + (f" AND {column} < :users_to" if self.high is not None else "")
+
+    def query(self) -> str:
+        return _TRANSITIONS.replace("{users}", self.condition("user_id")).replace(
+            "{conversion_users}", self.condition("c.user_id")
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {"users_from": self.low, "users_to": self.high} if self.low is not None or self.high is not None else {}
+
+
+TRANSITIONS_QUERY = UserRange().query()
+
+
+def user_ranges(db: Warehouse, parts: int, min_sessions_per_part: int = MIN_SESSIONS_PER_PART) -> list[UserRange]:
+    """Up to ``parts`` ranges of about as many sessions each, cut at sampled users; one range (all
+    users) when session_sources is too small to be worth splitting."""
+    parts = min(parts, int(db.execute(db.dialect.sessions_estimate).fetchone()[0]) // max(1, min_sessions_per_part))
+    if parts < 2:
+        return [UserRange()]
+    sample = [row[0] for row in db.execute(db.dialect.user_sample)]
+    cuts = list(dict.fromkeys(sample[len(sample) * i // parts] for i in range(1, parts))) if sample else []
+    bounds = [None, *cuts, None]
+    return [UserRange(low, high) for low, high in itertools.pairwise(bounds)]
 
 
 @dataclass(frozen=True)
@@ -98,11 +143,27 @@ class Transition:
     count: int
 
 
-def transitions(db: Warehouse, start: str, end: str, first_session_date: str) -> list[Transition]:
+def transitions(
+    db: Warehouse,
+    start: str,
+    end: str,
+    first_session_date: str,
+    *,
+    parts: int | None = None,
+    min_sessions_per_part: int = MIN_SESSIONS_PER_PART,
+) -> list[Transition]:
     """The transition counts of the paths of the conversions dated [start, end] and of the users
-    without one, their sessions from ``first_session_date``."""
+    without one, their sessions from ``first_session_date``: counted in ``parts`` ranges of users at
+    once (the machine's cores by default), then added up."""
     params = {"start": start, "end": end, "first": first_session_date}
-    return [Transition(a, b, int(n)) for a, b, n in db.execute(TRANSITIONS_QUERY, params)]
+    ranges = user_ranges(db, parts or os.cpu_count() or 1, min_sessions_per_part)
+    if len(ranges) > 1:
+        log.info("counting the Markov transitions in %d ranges of users at once", len(ranges))
+    counts: Counter[tuple[str, str]] = Counter()
+    for rows in db.read_each([(r.query(), {**params, **r.params()}) for r in ranges]):
+        for from_state, to_state, n in rows:
+            counts[from_state, to_state] += int(n)
+    return [Transition(a, b, n) for (a, b), n in sorted(counts.items()) if n]
 
 
 @dataclass(frozen=True)

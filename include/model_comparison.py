@@ -197,10 +197,12 @@ def rebuild_model_comparison(
     which the table holds only per date: the export needs them whole and need not walk the paths
     again."""
     params = {"first": first, "last": last, "half_life_days": half_life_days}
+    # Before the write lock: the paths are the step's longest read, in parts that read the
+    # committed tables on connections of their own anyway.
+    credits = markov_credits(db, window)
     with db.transaction():
         db.execute(DELETE_COMPARISON_WINDOW, params)
         db.execute(INSERT_COMPARISON_WINDOW, params)
-        credits = markov_credits(db, window)
         db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, _markov_rows(db, window, credits, first, last))
     return credits
 

@@ -10,12 +10,15 @@ classified by their codes, not their message text.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +65,11 @@ class Dialect:
     # A read transaction in which several queries see one state of the tables.
     begin_read: str
     table_columns: str
+    # About how many rows session_sources holds, at no more cost than a lookup.
+    sessions_estimate: str
+    # session_sources.user_id at about a thousand points spread over its rows (a user with more
+    # sessions is likelier to be one), in the order the warehouse compares them.
+    user_sample: str
     # How the driver spells a parameter: named ``:x`` for sqlite3, ``%(x)s`` for psycopg.
     pyformat: bool
 
@@ -103,6 +111,16 @@ SQLITE = Dialect(
     begin_write=("BEGIN IMMEDIATE",),
     begin_read="BEGIN",
     table_columns="SELECT name FROM pragma_table_info(:table)",
+    # One MIN or MAX per SELECT: SQLite seeks the rowid's ends then, and scans for both at once.
+    sessions_estimate="""SELECT COALESCE((SELECT MAX(rowid) FROM session_sources)
+                                  - (SELECT MIN(rowid) FROM session_sources) + 1, 0)""",
+    user_sample="""
+        WITH RECURSIVE point(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM point WHERE i < 1000),
+        span AS (SELECT (SELECT MIN(rowid) FROM session_sources) AS low,
+                        (SELECT MAX(rowid) FROM session_sources) AS high)
+        SELECT user_id FROM session_sources
+        WHERE rowid IN (SELECT low + (high - low) * i / 1000 FROM point, span) AND user_id IS NOT NULL
+        ORDER BY user_id""",
     pyformat=False,
 )
 
@@ -125,6 +143,14 @@ POSTGRES = Dialect(
     begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     table_columns="""SELECT column_name FROM information_schema.columns
                      WHERE table_schema = current_schema() AND table_name = :table""",
+    # The planner's statistics (ANALYZE; autovacuum keeps them): nothing is read but them.
+    sessions_estimate="""SELECT GREATEST(COALESCE(MAX(reltuples), 0), 0)
+                         FROM pg_class WHERE oid = to_regclass('session_sources')""",
+    user_sample="""
+        SELECT b.user_id
+        FROM pg_stats, unnest(CAST(CAST(histogram_bounds AS text) AS text[])) WITH ORDINALITY AS b(user_id, i)
+        WHERE schemaname = current_schema() AND tablename = 'session_sources' AND attname = 'user_id'
+        ORDER BY b.i""",
     pyformat=True,
 )
 
@@ -158,13 +184,18 @@ class WarehouseUnreachableError(WarehouseBusyError):
     come back."""
 
 
+# One query's rows read on a connection of its own: (template, params) -> rows.
+ReadApart = Callable[[str, Mapping[str, Any]], list[tuple]]
+
+
 class Warehouse:
     """One open DB-API connection in autocommit mode; writes open their own transaction."""
 
-    def __init__(self, conn: Any, dialect: Dialect, label: str) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, label: str, read_apart: ReadApart | None = None) -> None:
         self.conn = conn
         self.dialect = dialect
         self.label = label
+        self.read_apart = read_apart
         # The driver's base error class (sqlite3.Error, psycopg.Error, psycopg2.Error).
         self.errors: type[Exception] = sys.modules[type(conn).__module__.split(".")[0]].Error
 
@@ -200,6 +231,16 @@ class Warehouse:
             raise self.explain(exc) from exc
         finally:
             cursor.close()
+
+    def read_each(self, queries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[tuple]]:
+        """Each query's rows, the queries run at once on connections of their own: the parts of one
+        read that a single core serves too slowly, split by the caller so that they add up. Each
+        part sees the warehouse as committed when it starts, not this connection's transaction."""
+        if len(queries) < 2 or self.read_apart is None:
+            return [self.execute(template, params).fetchall() for template, params in queries]
+        read_apart = self.read_apart
+        with ThreadPoolExecutor(len(queries), thread_name_prefix="warehouse-part") as pool:
+            return list(pool.map(lambda query: read_apart(*query), queries))
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         if self.dialect is SQLITE:
@@ -375,19 +416,50 @@ def _use_cores(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA threads = {os.cpu_count() or 1}")
 
 
+_SQLITE_READER = Path(__file__).with_name("sqlite_reader.py")
+
+
+def _read_in_process(path: Path, label: str, template: str, params: Mapping[str, Any]) -> list[tuple]:
+    """A query's rows from a process of its own (``include/sqlite_reader.py``): two threads of one
+    process share SQLite's allocator lock, two processes share nothing."""
+    request = {
+        "path": str(path),
+        "sql": SQLITE.render(template),
+        "params": dict(params),
+        "timeout": settings.warehouse_lock_timeout_seconds(),
+        # The processes run side by side: one core each.
+        "threads": 1,
+    }
+    done = subprocess.run(
+        [sys.executable, "-I", str(_SQLITE_READER)], input=json.dumps(request), capture_output=True, text=True
+    )
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        raise WarehouseError(
+            f"warehouse {label}: a reader process ended with exit code {done.returncode}: {done.stderr.strip()[-2000:]}"
+        ) from None
+    if "error" in answer:
+        error = sqlite3.OperationalError(answer["error"])
+        error.sqlite_errorcode = answer["code"]
+        raise explain(error, label, file_based=True)
+    return [tuple(row) for row in answer["rows"]]
+
+
 def connect_sqlite(path: Path, *, create: bool = False, read_only: bool = False) -> Warehouse:
     """A SQLite warehouse in WAL mode; ``read_only`` opens it without changing a byte of it."""
     if not create and not path.is_file():
         raise WarehouseSetupError(f"warehouse database {path} does not exist")
     label = f"database {path}"
     timeout = settings.warehouse_lock_timeout_seconds()
+    read_apart = functools.partial(_read_in_process, path, label)
     try:
         if read_only:
             conn = sqlite3.connect(
                 f"{path.absolute().as_uri()}?mode=ro", timeout=timeout, isolation_level=None, uri=True
             )
             _use_cores(conn)
-            return Warehouse(conn, SQLITE, label)
+            return Warehouse(conn, SQLITE, label, read_apart)
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     except sqlite3.Error as exc:
         raise explain(exc, label, file_based=True) from exc
@@ -397,7 +469,7 @@ def connect_sqlite(path: Path, *, create: bool = False, read_only: bool = False)
     except sqlite3.Error as exc:
         conn.close()
         raise explain(exc, label, file_based=True) from exc
-    return Warehouse(conn, SQLITE, label)
+    return Warehouse(conn, SQLITE, label, read_apart)
 
 
 def sqlite_target(path: Path) -> WarehouseTarget:
@@ -454,7 +526,7 @@ def connect_postgres(connect: Callable[[], Any], label: str) -> Warehouse:
         conn = connect()
     except Exception as exc:
         raise WarehouseUnreachableError(f"cannot connect to the PostgreSQL warehouse {label}: {exc}") from exc
-    db = Warehouse(conn, POSTGRES, label)
+    db = Warehouse(conn, POSTGRES, label, functools.partial(_read_on_new_connection, connect, label))
     try:
         conn.autocommit = True
         # At least 1 ms: 0 would mean "wait forever" here but "fail at once" on SQLite.
@@ -463,6 +535,14 @@ def connect_postgres(connect: Callable[[], Any], label: str) -> Warehouse:
         conn.close()
         raise
     return db
+
+
+def _read_on_new_connection(
+    connect: Callable[[], Any], label: str, template: str, params: Mapping[str, Any]
+) -> list[tuple]:
+    """A query's rows from a connection of its own: its own server backend, its own core."""
+    with connect_postgres(connect, label) as db:
+        return db.execute(template, params).fetchall()
 
 
 def postgres_target(dsn: str, label: str) -> WarehouseTarget:

@@ -229,6 +229,28 @@ def test_the_credits_equal_an_exact_oracle_and_add_up_to_the_conversions(random_
     assert sum(credit for credit, _ in rows) == pytest.approx(len(converting), abs=1e-9)
 
 
+def test_the_counts_of_ranges_of_users_read_apart_add_up_to_the_counts_read_at_once(random_paths_db):
+    """Each range's part reads on a connection of its own (SQLite: a process of its own); a user
+    cut in two, or counted twice, would change the counts."""
+    db = random_paths_db[0]
+    if db.dialect is warehouse.POSTGRES:
+        db.execute("ANALYZE session_sources")  # the ranges are cut at its statistics' histogram
+    ranges = markov.user_ranges(db, 3, min_sessions_per_part=1)
+    assert len(ranges) == 3, ranges
+    assert ranges[0].low is None and ranges[-1].high is None
+    assert all(a.high == b.low for a, b in pairwise(ranges))
+    args = (db, WINDOW.dates.start, WINDOW.dates.end, WINDOW.first_session_date)
+    at_once = markov.transitions(*args, parts=1)
+    assert markov.transitions(*args, parts=3, min_sessions_per_part=1) == at_once
+    assert sum(t.count for t in at_once if t.from_state == START) == 450
+
+
+def test_a_warehouse_too_small_to_split_is_read_at_once(random_paths_db):
+    db = random_paths_db[0]
+    assert markov.user_ranges(db, 8) == [markov.UserRange()]
+    assert markov.user_ranges(db, 1, min_sessions_per_part=1) == [markov.UserRange()]
+
+
 def test_the_credits_match_channel_attributions_markov_model(tmp_path):
     """The reference estimates by simulation (seeded: the same every run), so within 2 %."""
     import pandas as pd
@@ -250,17 +272,22 @@ def test_the_credits_match_channel_attributions_markov_model(tmp_path):
     )
 
 
-def test_sqlite_reads_the_browsing_paths_from_the_covering_index_without_sorting(tmp_path):
+@pytest.mark.parametrize(
+    ("users", "everyone"),
+    [(markov.UserRange(), "(user_id>?)"), (markov.UserRange("u1", "u5"), "(user_id>? AND user_id<?)")],
+    ids=["all users", "a range of users"],
+)
+def test_sqlite_reads_the_browsing_paths_from_the_covering_index_without_sorting(tmp_path, users, everyone):
     """Tens of millions of background sessions: a plan that sorts them, stores them, or reads
     the table, costs minutes where the index order costs seconds (the converting users are few,
-    and sought by user)."""
+    and sought by user); a range of users is read from its part of the index alone."""
     db = warehouse.connect_sqlite(tmp_path / "w.db", create=True)
     schema.create_input_tables(db)
     schema.init_schema(db)
-    params = {"start": "2023-09-01", "end": "2023-09-07", "first": "2023-08-02"}
-    plan = list(db.execute("EXPLAIN QUERY PLAN " + markov.TRANSITIONS_QUERY, params))
+    params = {"start": "2023-09-01", "end": "2023-09-07", "first": "2023-08-02", **users.params()}
+    plan = list(db.execute("EXPLAIN QUERY PLAN " + users.query(), params))
     db.close()
-    searches = {"everyone": "(user_id>?)", "converters": "(user_id=? AND event_date>? AND event_date<?)"}
+    searches = {"everyone": everyone, "converters": "(user_id=? AND event_date>? AND event_date<?)"}
     for branch, search in searches.items():
         nodes = {node for node, _, _, step in plan if step == f"CO-ROUTINE {branch}"}
         assert nodes, (branch, plan)

@@ -10,8 +10,8 @@ from contextlib import closing
 
 import pytest
 
-from include import schema, warehouse
-from include.warehouse import WarehouseError
+from include import schema, settings, warehouse
+from include.warehouse import WarehouseBusyError, WarehouseError
 from tests.warehouse_rows import (
     in_transaction,
 )
@@ -65,6 +65,39 @@ def test_transaction_rolls_back_on_error(db):
         raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM session_costs").fetchone()[0] == 0
     assert not in_transaction(db)
+
+
+def test_read_each_reads_the_committed_tables_on_connections_of_their_own(db):
+    """Each part is a connection of its own (SQLite: in a process of its own): it sees what is
+    committed, not this connection's open transaction; the answers come in the order asked."""
+    count = "SELECT COUNT(*) FROM session_costs"
+    with db.transaction():
+        db.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
+        apart = db.read_each([(count, {}), ("SELECT :v AS value", {"v": "two"})])
+        alone = db.read_each([(count, {})])
+    assert apart == [[(0,)], [("two",)]]
+    assert alone == [[(1,)]]
+
+
+def test_a_part_that_fails_raises_a_warehouse_error_naming_the_warehouse(db):
+    with pytest.raises(WarehouseError) as info:
+        db.read_each([("SELECT 1", {}), ("SELECT * FROM no_such_table", {})])
+    assert db.label in str(info.value) and "no_such_table" in str(info.value)
+
+
+def test_a_sqlite_part_locked_out_is_classified_by_its_code(tmp_path, monkeypatch):
+    """The part's process sends SQLite's result code along: busy is a warehouse busy error
+    (retried), as it would be in this process."""
+    monkeypatch.setenv(settings.LOCK_TIMEOUT_ENV, "0.2")
+    path = tmp_path / "w.db"
+    with warehouse.connect_sqlite(path, create=True) as db:
+        schema.create_input_tables(db)
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("INSERT INTO session_costs VALUES ('x', 1.0)")
+        with warehouse.connect_sqlite(path, read_only=True) as db, pytest.raises(WarehouseBusyError, match=r"\(0\.2 s"):
+            db.read_each([("SELECT 1", {}), ("SELECT COUNT(*) FROM session_costs", {})])
 
 
 def test_postgres_write_lock_timeout_names_the_cause_and_leaves_no_transaction(postgres_url, monkeypatch):
