@@ -116,7 +116,7 @@ class UserRange:
         )
 
     def params(self) -> dict[str, Any]:
-        return {"users_from": self.low, "users_to": self.high} if self.low is not None or self.high is not None else {}
+        return {"users_from": self.low, "users_to": self.high}
 
 
 TRANSITIONS_QUERY = UserRange().query()
