@@ -132,7 +132,8 @@ def part_seconds(run: RunContext, first: str, last: str) -> dict[str, float]:
     """Each part of the report step again, one by one over the same window (each replaces what
     the step wrote with the same rows): what the roles and the models add to channel_reporting,
     in time and in this process's peak RSS while the part ran (SQLite works in it; PostgreSQL in
-    its server), and the largest peak RSS of the processes the Markov model read SQLite in."""
+    its server), and the largest peak RSS of the processes the Markov model read SQLite in (at least
+    this process's at their spawn, which Linux counts in: an upper bound of their own)."""
     parts = {
         "reporting_s": lambda db: rebuild_report(db, first, last),
         "roles_s": lambda db: roles.rebuild_roles(db, first, last),
@@ -679,8 +680,8 @@ def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         "Models: all rule-based models and Markov written to channel_model_comparison; Markov: its transition "
         "counts and removal effects alone. Peak RSS: the stage process's high-water mark while the part ran, "
         "reset before it (SQLite works in the process, PostgreSQL in its server). On SQLite the Markov model "
-        "reads its ranges of users in processes of its own, one per core at once: the largest one's peak RSS "
-        "is the last column.",
+        "reads its ranges of users in processes of its own, one per core at once: the last column is the largest "
+        "one's peak RSS (ru_maxrss, an upper bound: Linux counts in it the parent's pages at the spawn).",
         "",
         "| dataset | database | report step | channel_reporting | roles | models | of which Markov "
         "| (roles + Markov) / channel_reporting | peak RSS: channel_reporting, roles, Markov "
