@@ -125,33 +125,33 @@ def floor(target: warehouse.WarehouseTarget, first: str, last: str) -> int:
         return len(db.execute(FLOOR_QUERY, {"first": first, "last": last}).fetchall())
 
 
-REPORT_PARTS = ("reporting", "roles", "models", "markov")
-
-
-def part_seconds(run: RunContext, first: str, last: str) -> dict[str, float]:
+def part_seconds(run: RunContext, first: str, last: str) -> tuple[dict[str, float], float]:
     """Each part of the report step again, one by one over the same window (each replaces what
     the step wrote with the same rows): what the roles and the models add to channel_reporting,
     in time and in this process's peak RSS while the part ran (SQLite works in it; PostgreSQL in
     its server), and the largest peak RSS of the processes the Markov model read SQLite in (at least
-    this process's at their spawn, which Linux counts in: an upper bound of their own)."""
+    this process's at their spawn, which Linux counts in: an upper bound of their own). Beside it,
+    the highest of this process's readings: each part resets the high-water mark."""
     parts = {
-        "reporting_s": lambda db: rebuild_report(db, first, last),
-        "roles_s": lambda db: roles.rebuild_roles(db, first, last),
-        "models_s": lambda db: model_comparison.rebuild_model_comparison(
+        "reporting": lambda db: rebuild_report(db, first, last),
+        "roles": lambda db: roles.rebuild_roles(db, first, last),
+        "models": lambda db: model_comparison.rebuild_model_comparison(
             db, first, last, run.window, run.config.decay_half_life_days
         ),
-        "markov_s": lambda db: model_comparison.markov_credits(db, run.window),
+        "markov": lambda db: model_comparison.markov_credits(db, run.window),
     }
+    peaks = [peak_rss_mb()]
     seconds = {}
     for name, part in parts.items():
         reset_peak_rss()
         started = time.perf_counter()
         with run.warehouse.open() as db:
             part(db)
-        seconds[name] = time.perf_counter() - started
-        seconds[name.replace("_s", "_mb")] = peak_rss_mb()
+        seconds[f"{name}_s"] = time.perf_counter() - started
+        seconds[f"{name}_mb"] = peak_rss_mb()
+        peaks.append(seconds[f"{name}_mb"])
     seconds["reader_process_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return seconds
+    return seconds, max(peaks)
 
 
 def reset_peak_rss() -> None:
@@ -272,9 +272,9 @@ def stage_main(argv: list[str]) -> None:
         started = time.perf_counter()
         result = pipeline.report_step(run, WriteResult(**saved["written"]))
         detail = {"report_rows": result.rows, "report_s": time.perf_counter() - started}
-        earlier_peaks.append(peak_rss_mb())
-        detail |= part_seconds(run, result.first, result.last)
-        earlier_peaks += [detail[f"{part}_mb"] for part in REPORT_PARTS]
+        parts, highest_peak = part_seconds(run, result.first, result.last)
+        detail |= parts
+        earlier_peaks.append(highest_peak)
         state.write_text(json.dumps({**saved, "report": asdict(result)}))
     elif args.stage == "floor":
         saved = json.loads(state.read_text())
@@ -670,6 +670,9 @@ def floor_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
     return [*lines, ""]
 
 
+NO_READER = {DATABASES["sqlite"]: "one range, read in the process", DATABASES["postgres"]: "read in the server"}
+
+
 def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
     """The report step's parts, each timed alone after the step: the roles and the Markov model
     (the models' rebuild includes it) against channel_reporting, what the step computed before."""
@@ -692,7 +695,7 @@ def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         d = by_stage["report"]
         ratio = (d["roles_s"] + d["markov_s"]) / d["reporting_s"]
         memory = ", ".join(f"{d[f'{part}_mb']:,.0f} MB" for part in ("reporting", "roles", "markov"))
-        reader = f"{d['reader_process_mb']:,.0f} MB" if d["reader_process_mb"] else "none (read in the server)"
+        reader = f"{d['reader_process_mb']:,.0f} MB" if d["reader_process_mb"] else f"none ({NO_READER[database]})"
         lines.append(
             f"| {name} | {database} | {d['report_s']:,.2f} s | {d['reporting_s']:,.2f} s | {d['roles_s']:,.2f} s "
             f"| {d['models_s']:,.2f} s | {d['markov_s']:,.2f} s | {ratio:.2f} | {memory} | {reader} |"
