@@ -92,6 +92,12 @@ RETRIES = {
             description="Also write the range's journeys as training_journeys.csv (the file the IHC web app "
             "trains a conversion type from), in the run folder and the output folder",
         ),
+        settings.REPROCESS_PARAM: Param(
+            False,
+            type="boolean",
+            description="Attribute again every stored conversion whose look-back overlaps the run's session dates, "
+            "changed or not (by default only those whose journey changed since they were stored)",
+        ),
     },
 )
 def ihc_attribution():

@@ -128,6 +128,7 @@ def start_sources(context: dict) -> StartSources:
         output_dir=output_dir,
         api_key=api_key,
         export_journeys=bool(context["params"].get(settings.EXPORT_JOURNEYS_PARAM, False)),
+        reprocess=bool(context["params"].get(settings.REPROCESS_PARAM, False)),
     )
 
 

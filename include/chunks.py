@@ -34,6 +34,8 @@ class ChunkInfo:
     # Its earliest session's date: the writer's report window starts there at the latest, known
     # without reading the new rows back. None in a description written before it was recorded.
     first_session_date: str | None = None
+    # Its latest session's date: where the report window ends at the earliest.
+    last_session_date: str | None = None
 
     @property
     def label(self) -> str:
@@ -76,7 +78,7 @@ def write_chunks(
     run sends no more requests than one packing of all its journeys: no half-empty request per
     chunk, which counts on a free account's 200 sessions per request.
     """
-    written: list[tuple[str, int, int, str]] = []
+    written: list[tuple[str, int, int, str, str]] = []
     buffer: list[ApiJourney] = []
     sessions = 0
     request_journeys = request_sessions = 0
@@ -89,7 +91,8 @@ def write_chunks(
                 handle.write(orjson.dumps(journey, option=orjson.OPT_APPEND_NEWLINE))
         # A journey's rows are in time order, their timestamps ISO: its first is its earliest.
         first_date = min(journey[0]["timestamp"] for journey in buffer)[:10]
-        written.append((name, len(buffer), sessions, first_date))
+        last_date = max(journey[-1]["timestamp"] for journey in buffer)[:10]
+        written.append((name, len(buffer), sessions, first_date, last_date))
         buffer, sessions = [], 0
 
     for journey in journeys:
@@ -104,10 +107,7 @@ def write_chunks(
         request_sessions += size
     if buffer:
         flush()
-    return [
-        ChunkInfo(index=i, total=len(written), file=name, journeys=j, sessions=s, first_session_date=d)
-        for i, (name, j, s, d) in enumerate(written)
-    ]
+    return [ChunkInfo(i, len(written), name, j, s, first, last) for i, (name, j, s, first, last) in enumerate(written)]
 
 
 def read_chunk(path: StoragePath) -> Generator[ApiJourney, None, None]:

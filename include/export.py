@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from include.report import ReportRow
@@ -59,17 +60,33 @@ def roles_csv_row(row: RoleRow) -> tuple[str, ...]:
     )
 
 
+@dataclass(frozen=True)
+class CsvFile:
+    """A CSV's bytes, built once for every place it goes to, and its number of data rows."""
+
+    data: bytes
+    rows: int
+
+
+def report_csv(rows: Iterable[ReportRow]) -> CsvFile:
+    return _csv(HEADER, map(csv_row, rows))
+
+
+def roles_csv(rows: Iterable[RoleRow]) -> CsvFile:
+    return _csv(ROLE_COLUMNS, map(roles_csv_row, rows))
+
+
 def write_csv(rows: Iterable[ReportRow], *paths: StoragePath) -> int:
     """Write the report atomically to each path (the same bytes); returns the number of data rows."""
-    return _write(HEADER, map(csv_row, rows), paths)
+    return _write(report_csv(rows), paths)
 
 
 def write_roles_csv(rows: Iterable[RoleRow], *paths: StoragePath) -> int:
     """Write channel_roles atomically to each path; returns the number of data rows."""
-    return _write(ROLE_COLUMNS, map(roles_csv_row, rows), paths)
+    return _write(roles_csv(rows), paths)
 
 
-def _write(header: Iterable[str], cells: Iterable[tuple[str, ...]], paths: Iterable[StoragePath]) -> int:
+def _csv(header: Iterable[str], cells: Iterable[tuple[str, ...]]) -> CsvFile:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -77,7 +94,10 @@ def _write(header: Iterable[str], cells: Iterable[tuple[str, ...]], paths: Itera
     for row in cells:
         writer.writerow(row)
         count += 1
-    data = buffer.getvalue().encode("utf-8")
+    return CsvFile(buffer.getvalue().encode("utf-8"), count)
+
+
+def _write(file: CsvFile, paths: Iterable[StoragePath]) -> int:
     for path in paths:
-        atomic_write_bytes(path, data)
-    return count
+        atomic_write_bytes(path, file.data)
+    return file.rows

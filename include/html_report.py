@@ -22,7 +22,9 @@ from include.paths import PathSummary
 from include.report import ReportRow
 from include.roles import ROLES, RoleRow
 from include.run_config import RunConfig
+from include.settings import DateRange
 from include.summary import RunSummary
+from include.warehouse import Warehouse
 
 REPORT_FILE = "report.html"
 CHANNEL_CHART, TREND_CHART, ROLES_CHART, MODEL_CHART = CHART_IDS = (
@@ -48,6 +50,33 @@ ROLE_LABELS = {"initializer": "Initializer (starts)", "holder": "Holder (keeps g
 ROLE_COLOURS = {"initializer": "#66c2a5", "holder": "#ffd92f", "closer": "#e78ac3"}
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
+# Whether a conversion is attributed is read from its rows (the primary key's first column).
+RANGE_TOTALS = """
+    SELECT COUNT(*), COALESCE(SUM({revenue}), 0),
+           COUNT(CASE WHEN EXISTS (SELECT 1 FROM attribution_customer_journey a
+                                   WHERE a.conv_id = conversions.conv_id) THEN 1 END)
+    FROM conversions WHERE conv_date BETWEEN :start AND :end"""
+
+
+@dataclass(frozen=True)
+class RangeTotals:
+    """The range's cards, read from the warehouse: the same range shows the same cards whatever
+    ran before and however this run went (its own counts are in the run summary)."""
+
+    conversions: int
+    revenue: float
+    attributed: int
+
+    @property
+    def not_attributed(self) -> int:
+        return self.conversions - self.attributed
+
+
+def range_totals(db: Warehouse, dates: DateRange) -> RangeTotals:
+    """The conversions dated in the range, their revenue, and how many have attribution rows."""
+    conversions, revenue, attributed = db.execute(RANGE_TOTALS, {"start": dates.start, "end": dates.end}).fetchone()
+    return RangeTotals(conversions, float(revenue), attributed)
+
 
 @dataclass(frozen=True)
 class ReportInputs:
@@ -57,6 +86,7 @@ class ReportInputs:
     credits: Sequence[ModelCredit]
     paths: PathSummary
     parameters: Sequence[tuple[str, str]]
+    totals: RangeTotals
     roles: Sequence[RoleRow] = ()
     # Every model's revenue per channel over the session window, for ROAS beside the window's cost.
     window_credits: Sequence[ModelCredit] = ()
@@ -358,15 +388,15 @@ def _card(label: str, value: str, window: str) -> str:
     )
 
 
-def _cards(summary: RunSummary, totals: Sequence[ChannelTotals], windows: Windows) -> str:
+def _cards(dated: RangeTotals, totals: Sequence[ChannelTotals], windows: Windows) -> str:
     """Two rows of cards, one per window: a ratio only ever relates numbers of the same window."""
     cost = sum(t.cost for t in totals)
     revenue = sum(t.ihc_revenue for t in totals)
     in_range = [
-        ("Conversions in range", f"{summary.conversions:,}"),
-        ("Attributed", f"{summary.attributed:,}"),
-        ("Without sessions", f"{summary.without_sessions:,}"),
-        ("Revenue of conversions", money(summary.revenue) + " EUR"),
+        ("Conversions in range", f"{dated.conversions:,}"),
+        ("Attributed", f"{dated.attributed:,}"),
+        ("Not attributed", f"{dated.not_attributed:,}"),
+        ("Revenue of conversions", money(dated.revenue) + " EUR"),
     ]
     by_session = [
         ("Cost", money(cost) + " EUR"),
@@ -479,12 +509,12 @@ def render(inputs: ReportInputs) -> bytes:
     if summary.conversions == 0:
         nothing = (
             f'<section><h2>{NO_CONVERSIONS}</h2><p class="empty">{NO_CONVERSIONS} {summary.start} .. '
-            f"{summary.end}: nothing was attributed, and the latest report was left as it was.</p></section>"
+            f"{summary.end}: nothing was attributed, and the latest files were left as they were.</p></section>"
         )
         return _page(title, [nothing, parameters])
     windows = Windows.of(inputs)
     totals = channel_totals(inputs.channel_rows)
-    attributed = max(summary.attributed, 1)
+    attributed = max(inputs.totals.attributed, 1)
     channel_table = _table(
         ("Channel", "Cost (EUR)", "Conversions (IHC)", "IHC revenue (EUR)", "CPO (EUR)", "ROAS"),
         (
@@ -510,11 +540,13 @@ def render(inputs: ReportInputs) -> bytes:
     no_rows = f"No channel_reporting rows for the session dates {first} .. {last}."
     no_conversions = f"No attributed conversion dated {summary.start} .. {summary.end}."
     sections = [
-        f"<section><h2>Totals</h2>{_cards(summary, totals, windows)}"
-        '<p class="note">Each row of cards covers one window. The conversions of the range and their revenue; '
-        "the cost and the attributed revenue of the sessions on the range's dates and its look-back, which "
-        "counts every conversion with sessions on those dates, also those outside the range that other runs "
-        "attributed, so it can exceed the range's revenue. ROAS relates the two numbers of its own row.</p></section>",
+        f"<section><h2>Totals</h2>{_cards(inputs.totals, totals, windows)}"
+        '<p class="note">Each row of cards covers one window, read from the warehouse tables. The conversions of '
+        "the range, how many have attribution rows (the others had no session in their look-back, or an unusable "
+        "row), and their revenue; the cost and the attributed revenue of the sessions on the range's dates and its "
+        "look-back, which counts every conversion with sessions on those dates, also those outside the range that "
+        "other runs attributed, so it can exceed the range's revenue. ROAS relates the two numbers of its own row. "
+        "What this run did (chunks, requests) is under Run.</p></section>",
         "<section><h2>Channels</h2>"
         + _or_empty(totals, lambda: channel_chart(totals, windows.sessions) + channel_table, no_rows)
         + f'<p class="note">CPO = cost / IHC conversions, ROAS = IHC revenue / cost; {UNDEFINED} where the '

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -45,6 +45,8 @@ CONVERSION_NULL_REVENUE = "conversions: NULL revenue (kept, counted as 0)"
 class Journey:
     conversion_id: str
     sessions: tuple[Session, ...]
+    # The conversion's UTC `YYYY-MM-DD HH:MM:SS`: what the journey was built for.
+    timestamp: str = ""
 
 
 @dataclass
@@ -61,6 +63,8 @@ class JourneyStats:
     sessions_read: int = 0
     conversions_read: int = 0
     row_issues: dict[str, dict] = field(default_factory=dict)
+    # Conversions dated outside the range attributed again, by reason (include.ledger).
+    reattributed: dict[str, int] = field(default_factory=dict)
 
     def record_unattributable(self, conv_id: str) -> None:
         self.without_sessions += 1
@@ -183,11 +187,13 @@ def build_journeys(
     lookback_days: int,
     max_sessions: int,
     stats: JourneyStats,
+    select: Callable[[Journey], bool] | None = None,
 ) -> Iterator[Journey]:
     """Merge two streams sorted by (user_id, timestamp) into journeys, one user at a time.
 
     Memory holds one user's sessions, whatever the size of the tables behind the streams.
-    Unusable rows are skipped and recorded in ``stats``.
+    Unusable rows are skipped and recorded in ``stats``. ``select`` sees every conversion's
+    journey, empty ones included, and keeps it or leaves it out of the run (and of ``stats``).
     """
     session_groups = _group_by_user(usable_sessions(sessions, stats))
     pending: tuple[str, list[Session]] | None = next(session_groups, None)
@@ -197,18 +203,21 @@ def build_journeys(
         user_sessions = pending[1] if pending is not None and pending[0] == user_id else []
         times = [s.timestamp for s in user_sessions]
         for conversion in user_conversions:
-            stats.conversions += 1
             selected = journey_for(conversion, user_sessions, times, lookback_days)
+            trimmed = max(0, len(selected) - max_sessions)
+            journey = Journey(conversion.conv_id, tuple(selected[trimmed:]), conversion.timestamp)
+            if select is not None and not select(journey):
+                continue
+            stats.conversions += 1
             if not selected:
                 stats.record_unattributable(conversion.conv_id)
                 continue
-            if len(selected) > max_sessions:
+            if trimmed:
                 stats.trimmed_journeys += 1
-                stats.trimmed_sessions += len(selected) - max_sessions
-                selected = selected[-max_sessions:]
+                stats.trimmed_sessions += trimmed
             stats.journeys += 1
-            stats.sessions += len(selected)
-            yield Journey(conversion.conv_id, tuple(selected))
+            stats.sessions += len(journey.sessions)
+            yield journey
     if stats.trimmed_journeys:
         log.warning(
             "%d journeys were longer than the %d-session request limit: kept their most recent "

@@ -1,24 +1,28 @@
-"""The Markov model: first-order removal-effect attribution over one run's paths (Anderl et al.
-2016; what ChannelAttribution's ``markov_model`` estimates with order 1).
+"""The Markov model: first-order removal-effect attribution (Anderl et al. 2016; what
+ChannelAttribution's ``markov_model`` estimates with order 1), one model per conversion date, so
+that a conversion's credit is a function of the data, whichever run scored it.
 
-A path is a sequence of channel states from (start) to an end:
+The model of conversion date D is fitted on the paths of D's look-back [D - look-back, D]:
 
-- converting: each attributed conversion dated in the range, the sessions of its journey (its rows
-  of attribution_customer_journey) in time order, then (conversion);
-- non-converting: each user with no conversion dated in the range, their sessions dated in the
-  run's session window [start - look-back, end] in time order, then (null): cut by the same
-  look-back as the journeys, and made of the same sessions, those with a channel (a journey
-  never holds a session without one, so such a state could only ever lose).
+- converting: each stored conversion dated D, the sessions of its journey (its rows of
+  attribution_customer_journey) in time order, then (conversion);
+- browsing: each user's sessions of one day within the look-back, in time order, then (null),
+  the users with a conversion dated D left out; made of the same sessions as the journeys,
+  those with a channel (a journey never holds one without, so such a state could only lose).
 
-The warehouse counts the transitions between consecutive states (LAG over each path's sessions,
-then GROUP BY), so Python sees at most (channels + 2)² counts however many sessions there are,
-and never a path. As ChannelAttribution does, a channel repeated in a row is one state: dropping
-the self-transitions leaves every absorption probability as it is.
+A browsing path never crosses midnight, so its transitions belong to one session date: they are
+counted once per date and kept in markov_day_transitions. A run counts the dates it reads
+(LAG over each user's day, then GROUP BY: the warehouse returns at most (channels + 2)² counts
+per date, never a path), and the model of D adds up the stored days of its look-back: a daily run
+counts one new day's worth of change, and any grouping of runs gives every date the same model.
+As ChannelAttribution does, a channel repeated in a row is one state: dropping the
+self-transitions leaves every absorption probability as it is.
 
 P(conversion) is the probability that the chain from (start) ends in (conversion). Removing
 channel c sends every transition into c to (null); its removal effect is
-RE_c = 1 - P(conversion | c removed) / P(conversion), and c's share of the range's conversions is
-RE_c / Σ RE.
+RE_c = 1 - P(conversion | c removed) / P(conversion). Each conversion's credit of 1 is split over
+the channels of its own journey in proportion to their effects, and a channel's part evenly over
+its sessions in the journey: stored per session in attribution_markov, like the IHC shares.
 """
 
 from __future__ import annotations
@@ -27,72 +31,84 @@ import itertools
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from include.report import channel_named
+from include.settings import RunWindow, shifted_day
 from include.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 
+Moves = Counter  # (from_state, to_state) -> count
 
-# Each path's steps as (previous channel, channel) pairs, counted by the end their path reaches.
-# A path's last step has no successor, so a state's transitions to its path's end are its steps
-# minus the steps it precedes: one LAG per session and one GROUP BY, over the raw channel names
-# (named as the report names them afterwards, on the few groups). The window's sessions are tens
-# of millions with background traffic: they are read in path order from the covering index
-# idx_session_sources_path (SQLite is told to, it would take the date index and sort), so neither
-# database sorts or stores them. LAG steps within one user, so the non-converting users' pairs
-# are everyone's minus those of the range's converting users (a few thousand, sought by user in
-# the same index): no per-session test of who converted. A NULL user_id is no user, left out.
-# {users} and {conversion_users} keep one part's users (UserRange.query), nothing for all.
-_SESSION_PAIRS = f"""
-        SELECT LAG(channel_name, 1, '{START}') OVER (
-                   PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}}) AS previous,
+
+# Each day path's steps as (previous channel, channel) pairs, counted per session date. A path's
+# last step has no successor, so a state's transitions to (null) are its steps minus the steps it
+# precedes: one LAG per session and one GROUP BY, over the raw channel names (named as the report
+# names them afterwards, on the few groups). The window's sessions are tens of millions with
+# background traffic: they are read in path order from the covering index
+# idx_session_sources_path (user, date, time, session: SQLite is told to, it would take the date
+# index and sort), so neither database sorts or stores them. A NULL user_id is no user, left out.
+# {users} keeps one part's users (UserRange.condition) or the users converting on :day.
+DAY_TRANSITIONS = f"""
+    WITH steps AS NOT MATERIALIZED (
+        SELECT event_date,
+               LAG(channel_name, 1, '{START}') OVER (
+                   PARTITION BY user_id, event_date ORDER BY event_time, session_id{{bytewise}}) AS previous,
                channel_name
         FROM session_sources{{sessions_by_user}}
-        WHERE event_date BETWEEN :first AND :end AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}"""
-_TRANSITIONS = f"""
-    WITH converting AS (
-        SELECT LAG(s.channel_name, 1, '{START}') OVER (
-                   PARTITION BY a.conv_id ORDER BY s.event_date, s.event_time, s.session_id{{bytewise}}) AS previous,
-               s.channel_name
-        FROM conversions c
-        JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
-        JOIN session_sources s ON s.session_id = a.session_id
-        WHERE c.conv_date BETWEEN :start AND :end{{conversion_users}}),
-    everyone AS NOT MATERIALIZED ({_SESSION_PAIRS}),
-    converters AS NOT MATERIALIZED ({_SESSION_PAIRS}
-          AND user_id IN (SELECT user_id FROM conversions WHERE conv_date BETWEEN :start AND :end)),
+        WHERE event_date BETWEEN :first AND :last AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}),
     pairs AS (
-        SELECT '{CONVERSION}' AS end_state, previous, channel_name, COUNT(*) AS n
-        FROM converting
-        GROUP BY previous, channel_name
-        UNION ALL
-        SELECT '{NULL}', previous, channel_name, COUNT(*)
-        FROM everyone
-        GROUP BY previous, channel_name
-        UNION ALL
-        SELECT '{NULL}', previous, channel_name, -COUNT(*)
-        FROM converters
-        GROUP BY previous, channel_name),
+        SELECT event_date, previous, channel_name, COUNT(*) AS n
+        FROM steps
+        GROUP BY event_date, previous, channel_name),
     named AS (
-        SELECT end_state, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
+        SELECT event_date, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
         FROM pairs),
     moves AS (
-        SELECT previous AS from_state, channel AS to_state, n FROM named
+        SELECT event_date, previous AS from_state, channel AS to_state, n FROM named
         UNION ALL
-        SELECT channel, end_state, n FROM named
+        SELECT event_date, channel, '{NULL}', n FROM named
         UNION ALL
-        SELECT previous, end_state, -n FROM named WHERE previous <> '{START}')
-    SELECT from_state, to_state, SUM(n)
+        SELECT event_date, previous, '{NULL}', -n FROM named WHERE previous <> '{START}')
+    SELECT event_date, from_state, to_state, SUM(n)
     FROM moves
     WHERE from_state <> to_state
-    GROUP BY from_state, to_state
+    GROUP BY event_date, from_state, to_state
     HAVING SUM(n) <> 0"""
+
+CONVERTING_ON_DAY = " AND user_id IN (SELECT user_id FROM conversions WHERE conv_date = :day)"
+
+STORED_DAYS = """
+    SELECT date, from_state, to_state, n FROM markov_day_transitions WHERE date BETWEEN :first AND :last"""
+
+DELETE_DAY = "DELETE FROM markov_day_transitions WHERE date = :day"
+
+DAY_COLUMNS = ("date", "from_state", "to_state", "n")
+
+# The conversion dates of stored journeys with sessions: the dates that have a model to fit.
+DATES_WITH_JOURNEYS = """
+    SELECT DISTINCT conv_date FROM conversion_journeys
+    WHERE sessions > 0 AND conv_date BETWEEN :first AND :last"""
+
+# Each stored journey of a conversion date, session by session in the order it was sent.
+DAY_JOURNEYS = f"""
+    SELECT a.conv_id, a.session_id, {channel_named("s.channel_name")}, s.event_date
+    FROM conversion_journeys j
+    JOIN attribution_customer_journey a ON a.conv_id = j.conv_id
+    JOIN session_sources s ON s.session_id = a.session_id
+    WHERE j.conv_date = :day
+    ORDER BY a.conv_id{{bytewise}}, s.event_date{{bytewise}}, s.event_time{{bytewise}}, s.session_id{{bytewise}}"""
+
+DELETE_DAY_CREDITS = """
+    DELETE FROM attribution_markov
+    WHERE conv_id IN (SELECT conv_id FROM conversion_journeys WHERE conv_date = :day)"""
+
+CREDIT_COLUMNS = ("conv_id", "session_id", "credit")
 
 # A part of fewer sessions is read faster in one go than its process or connection starts.
 MIN_SESSIONS_PER_PART = 100_000
@@ -110,16 +126,8 @@ class UserRange:
         low = f" AND {column} >= :users_from" if self.low is not None else ""
         return low + (f" AND {column} < :users_to" if self.high is not None else "")
 
-    def query(self) -> str:
-        return _TRANSITIONS.replace("{users}", self.condition("user_id")).replace(
-            "{conversion_users}", self.condition("c.user_id")
-        )
-
     def params(self) -> dict[str, Any]:
         return {"users_from": self.low, "users_to": self.high}
-
-
-TRANSITIONS_QUERY = UserRange().query()
 
 
 def user_ranges(db: Warehouse, parts: int, min_sessions_per_part: int = MIN_SESSIONS_PER_PART) -> list[UserRange]:
@@ -132,38 +140,6 @@ def user_ranges(db: Warehouse, parts: int, min_sessions_per_part: int = MIN_SESS
     cuts = list(dict.fromkeys(sample[len(sample) * i // parts] for i in range(1, parts))) if sample else []
     bounds = [None, *cuts, None]
     return [UserRange(low, high) for low, high in itertools.pairwise(bounds)]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """How often the paths step from one state to the next."""
-
-    from_state: str
-    to_state: str
-    count: int
-
-
-def transitions(
-    db: Warehouse,
-    start: str,
-    end: str,
-    first_session_date: str,
-    *,
-    parts: int | None = None,
-    min_sessions_per_part: int = MIN_SESSIONS_PER_PART,
-) -> list[Transition]:
-    """The transition counts of the paths of the conversions dated [start, end] and of the users
-    without one, their sessions from ``first_session_date``: counted in ``parts`` ranges of users at
-    once (the machine's cores by default), then added up."""
-    params = {"start": start, "end": end, "first": first_session_date}
-    ranges = user_ranges(db, parts or os.cpu_count() or 1, min_sessions_per_part)
-    if len(ranges) > 1:
-        log.info("counting the Markov transitions in %d ranges of users at once", len(ranges))
-    counts: Counter[tuple[str, str]] = Counter()
-    for rows in db.read_each([(r.query(), {**params, **r.params()}) for r in ranges]):
-        for from_state, to_state, n in rows:
-            counts[from_state, to_state] += int(n)
-    return [Transition(a, b, n) for (a, b), n in sorted(counts.items()) if n]
 
 
 @dataclass(frozen=True)
@@ -234,3 +210,187 @@ def shares(effects: Mapping[str, float]) -> dict[str, float]:
     """Each channel's share of the conversions, RE_c / Σ RE (empty when nothing converts)."""
     total = sum(effects.values())
     return {c: re / total for c, re in effects.items()} if total > 0 else {}
+
+
+def day_transitions(
+    db: Warehouse,
+    first: str,
+    last: str,
+    *,
+    parts: int | None = None,
+    min_sessions_per_part: int = MIN_SESSIONS_PER_PART,
+) -> dict[str, Moves]:
+    """Every user's day paths on the session dates [first, last], their transitions per date:
+    counted in ``parts`` ranges of users at once (the machine's cores by default), then added up."""
+    ranges = user_ranges(db, parts or os.cpu_count() or 1, min_sessions_per_part)
+    if len(ranges) > 1:
+        log.info("counting the Markov transitions in %d ranges of users at once", len(ranges))
+    queries = [
+        (DAY_TRANSITIONS.replace("{users}", r.condition("user_id")), {"first": first, "last": last, **r.params()})
+        for r in ranges
+    ]
+    days: dict[str, Moves] = defaultdict(Counter)
+    for rows in db.read_each(queries):
+        for day, from_state, to_state, n in rows:
+            days[day][from_state, to_state] += int(n)
+    return {day: Counter({k: n for k, n in moves.items() if n}) for day, moves in days.items()}
+
+
+def converters_transitions(db: Warehouse, day: str, lookback_days: int) -> Moves:
+    """The day paths in the look-back of ``day`` of the users converting on it: left out of the
+    browsing paths of its model."""
+    params = {"first": shifted_day(day, -lookback_days), "last": day, "day": day}
+    moves: Moves = Counter()
+    for _, from_state, to_state, n in db.execute(DAY_TRANSITIONS.replace("{users}", CONVERTING_ON_DAY), params):
+        moves[from_state, to_state] += int(n)
+    return moves
+
+
+def path_transitions(paths: Iterable[list[str]], end: str) -> Moves:
+    """The transitions of whole paths of channels, a channel repeated in a row one state."""
+    moves: Moves = Counter()
+    for path in paths:
+        states = [START, *(c for k, c in enumerate(path) if k == 0 or path[k - 1] != c), end]
+        moves.update(itertools.pairwise(states))
+    return moves
+
+
+@dataclass(frozen=True)
+class Transition:
+    """How often the paths step from one state to the next."""
+
+    from_state: str
+    to_state: str
+    count: int
+
+
+def as_transitions(moves: Mapping[tuple[str, str], int]) -> list[Transition]:
+    return [Transition(a, b, n) for (a, b), n in sorted(moves.items()) if n]
+
+
+# A journey's sessions as (session_id, channel, session date), in time order.
+JourneySessions = list[tuple[str, str, str]]
+
+
+def conversion_credits(
+    journeys: Iterable[tuple[str, JourneySessions]], effects: Mapping[str, float]
+) -> list[tuple[str, str, float]]:
+    """(conv_id, session_id, credit): each conversion's 1 split over its journey's channels in
+    proportion to their removal effects (evenly if none of them has one), a channel's part
+    evenly over its sessions in the journey."""
+    rows = []
+    for conv_id, sessions in journeys:
+        touches = Counter(channel for _, channel, _ in sessions)
+        weights = {c: effects.get(c, 0.0) for c in touches}
+        total = sum(weights.values())
+        if total <= 0.0:
+            weights, total = dict.fromkeys(touches, 1.0), float(len(touches))
+        rows.extend((conv_id, session, weights[channel] / total / touches[channel]) for session, channel, _ in sessions)
+    return rows
+
+
+def _journeys(rows: Iterable[tuple[str, str, str, str]]) -> Iterator[tuple[str, JourneySessions]]:
+    for conv_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        yield conv_id, [(session, channel, day) for _, session, channel, day in group]
+
+
+@dataclass(frozen=True)
+class MarkovRefresh:
+    """What a run changed: the session dates whose browsing transitions it counted anew, the
+    conversion dates it scored again, and the session dates of their journeys (where the
+    comparison's Markov rows change)."""
+
+    changed_days: tuple[str, ...] = ()
+    scored_days: tuple[str, ...] = ()
+    conversions: int = 0
+    first_session_date: str | None = None
+    last_session_date: str | None = None
+
+
+def _stored_days(db: Warehouse, first: str, last: str) -> dict[str, Moves]:
+    days: dict[str, Moves] = defaultdict(Counter)
+    for day, from_state, to_state, n in db.execute(STORED_DAYS, {"first": first, "last": last}):
+        days[day][from_state, to_state] += int(n)
+    return dict(days)
+
+
+def _dates_seeing(db: Warehouse, changed: list[str], lookback_days: int) -> set[str]:
+    """The conversion dates with stored journeys whose look-back holds a changed session date."""
+    if not changed:
+        return set()
+    params = {"first": changed[0], "last": shifted_day(changed[-1], lookback_days)}
+    dates = {row[0] for row in db.execute(DATES_WITH_JOURNEYS, params)}
+    return {d for d in dates if any(shifted_day(d, -lookback_days) <= c <= d for c in changed)}
+
+
+def day_journeys(db: Warehouse, day: str) -> list[tuple[str, JourneySessions]]:
+    """The stored journeys of the conversions dated ``day``, each as (conv_id, its sessions)."""
+    return list(_journeys(db.execute(DAY_JOURNEYS, {"day": day})))
+
+
+def model_transitions(
+    days: Mapping[str, Moves],
+    day: str,
+    lookback_days: int,
+    converters: Moves,
+    journeys: Iterable[tuple[str, JourneySessions]],
+) -> Moves:
+    """The transitions of the model of conversion date ``day``: the day paths of its look-back
+    (``days``), less those of the users converting on it (``converters``), and its journeys."""
+    first = shifted_day(day, -lookback_days)
+    total: Moves = Counter()
+    for d, moves in days.items():
+        if first <= d <= day:
+            total.update(moves)
+    total.subtract(converters)
+    total.update(path_transitions(([c for _, c, _ in sessions] for _, sessions in journeys), CONVERSION))
+    return Counter({k: n for k, n in total.items() if n > 0})
+
+
+def refresh(
+    db: Warehouse,
+    window: RunWindow,
+    conversion_dates: Iterable[str],
+    *,
+    parts: int | None = None,
+    min_sessions_per_part: int = MIN_SESSIONS_PER_PART,
+) -> MarkovRefresh:
+    """Count the browsing transitions of the dates the run reads, store the days that changed, and
+    score again every conversion date in ``conversion_dates`` (those whose journeys the run
+    replaced) or whose look-back holds a changed day. Everything is read before the write
+    transaction, which only replaces rows."""
+    first, last, lookback = window.first_session_date, window.dates.end, window.lookback_days
+    counted = day_transitions(db, first, last, parts=parts, min_sessions_per_part=min_sessions_per_part)
+    stored = _stored_days(db, first, last)
+    empty: Moves = Counter()
+    changed = sorted(d for d in counted.keys() | stored.keys() if counted.get(d, empty) != stored.get(d, empty))
+    scored_days = sorted(set(conversion_dates) | _dates_seeing(db, changed, lookback))
+    days: dict[str, Moves] = {}
+    if scored_days:
+        days = {**_stored_days(db, shifted_day(scored_days[0], -lookback), scored_days[-1]), **counted}
+    scored: list[tuple[str, list[tuple[str, str, float]]]] = []
+    session_dates: list[str] = []
+    for day in scored_days:
+        journeys = day_journeys(db, day)
+        effects: dict[str, float] = {}
+        if journeys:
+            counts = model_transitions(days, day, lookback, converters_transitions(db, day, lookback), journeys)
+            effects = Chain.of(as_transitions(counts)).removal_effects()
+            session_dates.extend(d for _, sessions in journeys for _, _, d in sessions)
+        scored.append((day, conversion_credits(journeys, effects)))
+    with db.transaction():
+        for day in changed:
+            db.execute(DELETE_DAY, {"day": day})
+            db.insert_many(
+                "markov_day_transitions", DAY_COLUMNS, [(day, a, b, n) for (a, b), n in counted.get(day, {}).items()]
+            )
+        for day, rows in scored:
+            db.execute(DELETE_DAY_CREDITS, {"day": day})
+            db.insert_many("attribution_markov", CREDIT_COLUMNS, rows)
+    return MarkovRefresh(
+        tuple(changed),
+        tuple(scored_days),
+        len({row[0] for _, rows in scored for row in rows}),
+        min(session_dates, default=None),
+        max(session_dates, default=None),
+    )

@@ -11,15 +11,11 @@ one conversion over them, in SQL:
   between; a journey of one session gives it 1, of two sessions 0.5 each;
 - ``time_decay``: weights 2^(-h / (24 × half-life days)), h the hours from the session to its
   conversion, normalised over the journey (the Variable ihc_decay_half_life_days);
-- ``ihc``: the API's shares.
+- ``ihc``: the API's shares;
+- ``markov``: the removal-effect model's shares, stored per session in attribution_markov
+  (:mod:`include.markov`: a model per conversion date, fitted on the data of its look-back).
 
-So Σ credit = 1 per conversion for every model. ``markov`` is data-driven instead
-(:mod:`include.markov`): it splits the range's N attributed conversions and their revenue over
-the channels by removal effect, so it exists for a run's range as a whole, not per conversion.
-Its rows per session date split each channel's credit over the dates of that channel's sessions
-in the range's converting journeys, in proportion to their number; a channel that earns credit
-without such a session (its non-converting paths lead to channels that convert) has no date to
-carry it, so its credit is in the range's totals only.
+So Σ credit = 1 per conversion for every model.
 
 Like channel_reporting the table is recomputed from the tables for the session dates a run can
 touch, so reruns give the same rows.
@@ -27,11 +23,8 @@ touch, so reruns give the same rows.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from include import markov
 from include.report import ATTRIBUTED_SESSIONS, channel_named
 from include.settings import RunWindow
 from include.warehouse import Warehouse
@@ -51,6 +44,7 @@ _CREDIT = {
                               WHEN position = 1 OR position = touches THEN 0.4
                               ELSE 0.2 / (touches - 2) END""",
     "time_decay": "decay / SUM(decay) OVER (PARTITION BY conv_id)",
+    "markov": "markov",
 }
 
 
@@ -71,7 +65,8 @@ def _credited(conversions: str) -> str:
     WITH chosen AS ({conversions}),
     timed AS (
         SELECT a.conv_id, {channel_named("s.channel_name")} AS channel_name,
-               s.event_date AS date, a.ihc, CAST(COALESCE(c.revenue, 0) AS {{float}}) AS revenue,
+               s.event_date AS date, a.ihc, COALESCE(m.credit, 0) AS markov,
+               CAST(COALESCE(c.revenue, 0) AS {{float}}) AS revenue,
                ROW_NUMBER() OVER (PARTITION BY a.conv_id
                                   ORDER BY s.event_date{{bytewise}}, s.event_time{{bytewise}},
                                            s.session_id{{bytewise}}) AS position,
@@ -80,13 +75,14 @@ def _credited(conversions: str) -> str:
         FROM chosen t
         JOIN attribution_customer_journey a ON a.conv_id = t.conv_id
         JOIN session_sources s ON s.session_id = a.session_id
-        JOIN conversions c ON c.conv_id = a.conv_id),
+        JOIN conversions c ON c.conv_id = a.conv_id
+        LEFT JOIN attribution_markov m ON m.conv_id = a.conv_id AND m.session_id = a.session_id),
     positioned AS (
-        SELECT conv_id, channel_name, date, ihc, revenue, position, touches,
+        SELECT conv_id, channel_name, date, ihc, markov, revenue, position, touches,
                (hours - MIN(hours) OVER (PARTITION BY conv_id)) / (24.0 * :half_life_days) AS half_lives
         FROM timed),
     decayed AS (
-        SELECT conv_id, channel_name, date, ihc, revenue, position, touches,
+        SELECT conv_id, channel_name, date, ihc, markov, revenue, position, touches,
                CASE WHEN half_lives > 1000 THEN 0.0 ELSE POWER(CAST(2 AS {{float}}), -half_lives) END AS decay
         FROM positioned),
     credited AS ({union})"""
@@ -99,8 +95,7 @@ WITH_A_SESSION_IN_WINDOW = f"""
 
 DATED_IN_RANGE = "SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end"
 
-INSERT_COMPARISON_WINDOW = f"""
-    INSERT INTO channel_model_comparison (model, channel_name, date, credit, revenue)
+COMPARISON_WINDOW = f"""
     {_credited(WITH_A_SESSION_IN_WINDOW)}
     SELECT model, channel_name, date, SUM(credit), SUM(credit * revenue)
     FROM credited
@@ -123,23 +118,6 @@ WINDOW_CREDITS = """
     GROUP BY model, channel_name
     ORDER BY channel_name, model"""
 
-# What the Markov model splits: the range's attributed conversions and their revenue.
-RANGE_ATTRIBUTED = """
-    SELECT COUNT(*), SUM(CAST(COALESCE(c.revenue, 0) AS {float}))
-    FROM conversions c
-    WHERE c.conv_date BETWEEN :start AND :end
-      AND EXISTS (SELECT 1 FROM attribution_customer_journey a WHERE a.conv_id = c.conv_id)"""
-
-# The sessions of the range's converting journeys per channel (named as the Markov states) and
-# date: where each channel's Markov credit is put.
-RANGE_JOURNEY_DAYS = f"""
-    SELECT {channel_named("s.channel_name")}, s.event_date, COUNT(*)
-    FROM conversions c
-    JOIN attribution_customer_journey a ON a.conv_id = c.conv_id
-    JOIN session_sources s ON s.session_id = a.session_id
-    WHERE c.conv_date BETWEEN :start AND :end
-    GROUP BY 1, 2"""
-
 
 @dataclass(frozen=True)
 class ModelCredit:
@@ -151,70 +129,21 @@ class ModelCredit:
     revenue: float
 
 
-def _range(window: RunWindow) -> dict[str, str]:
-    return {"start": window.dates.start, "end": window.dates.end}
-
-
-def markov_credits(db: Warehouse, window: RunWindow) -> list[ModelCredit]:
-    """The range's attributed conversions and their revenue, split over the channels by removal
-    effect; none when nothing in the range is attributed (the paths are then not read at all)."""
-    conversions, revenue = db.execute(RANGE_ATTRIBUTED, _range(window)).fetchone()
-    if not conversions:
-        return []
-    counts = markov.transitions(db, window.dates.start, window.dates.end, window.first_session_date)
-    shares = markov.shares(markov.Chain.of(counts).removal_effects())
-    return [
-        ModelCredit("markov", channel, conversions * share, revenue * share)
-        for channel, share in sorted(shares.items())
-        if share > 0
-    ]
-
-
-def _markov_rows(
-    db: Warehouse, window: RunWindow, credits: Sequence[ModelCredit], first: str, last: str
-) -> list[tuple[str, str, str, float, float]]:
-    """The range's Markov credits split over the session dates [first, last] of each channel's
-    sessions in the range's converting journeys, in proportion to their number."""
-    by_channel = {c.channel_name: c for c in credits}
-    days = [row for row in db.execute(RANGE_JOURNEY_DAYS, _range(window)) if row[0] in by_channel]
-    sessions = Counter()
-    for channel, _, n in days:
-        sessions[channel] += n
-    rows = []
-    for channel, day, n in days:
-        if first <= day <= last:
-            part, credit = n / sessions[channel], by_channel[channel]
-            rows.append(("markov", channel, day, credit.credit * part, credit.revenue * part))
-    return rows
-
-
-def rebuild_model_comparison(
-    db: Warehouse, first: str, last: str, window: RunWindow, half_life_days: float
-) -> list[ModelCredit]:
-    """Recompute channel_model_comparison for the session dates [first, last], in one transaction:
-    the rule-based models from the journeys with a session on those dates, the Markov model from
-    the paths of ``window`` (the run's range and look-back). Returns the range's Markov credits,
-    which the table holds only per date: the export needs them whole and need not walk the paths
-    again."""
+def rebuild_model_comparison(db: Warehouse, first: str, last: str, half_life_days: float) -> None:
+    """Recompute channel_model_comparison for the session dates [first, last] from the stored
+    journeys and their Markov credits, in one transaction (read first, then replaced)."""
     params = {"first": first, "last": last, "half_life_days": half_life_days}
-    # Before the write lock: the paths are the step's longest read, in parts that read the
-    # committed tables on connections of their own anyway.
-    credits = markov_credits(db, window)
+    rows = db.execute(COMPARISON_WINDOW, params).fetchall()
     with db.transaction():
         db.execute(DELETE_COMPARISON_WINDOW, params)
-        db.execute(INSERT_COMPARISON_WINDOW, params)
-        db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, _markov_rows(db, window, credits, first, last))
-    return credits
+        db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, rows)
 
 
-def credits_by_channel(
-    db: Warehouse, window: RunWindow, half_life_days: float, markov: Sequence[ModelCredit]
-) -> list[ModelCredit]:
-    """Every model's credit per channel for the conversions dated in the window's range; the
-    Markov credits as the report step computed them."""
-    params = {**_range(window), "half_life_days": half_life_days}
-    rule_based = [ModelCredit(*row) for row in db.execute(RANGE_CREDITS, params)]
-    return sorted([*rule_based, *markov], key=lambda c: (c.channel_name, c.model))
+def credits_by_channel(db: Warehouse, window: RunWindow, half_life_days: float) -> list[ModelCredit]:
+    """Every model's credit per channel for the conversions dated in the window's range."""
+    params = {"start": window.dates.start, "end": window.dates.end, "half_life_days": half_life_days}
+    rows = [ModelCredit(*row) for row in db.execute(RANGE_CREDITS, params)]
+    return sorted(rows, key=lambda c: (c.channel_name, c.model))
 
 
 def credits_between(db: Warehouse, first: str, last: str) -> list[ModelCredit]:

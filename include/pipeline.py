@@ -14,38 +14,42 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 
-from include import html_report
+from include import html_report, publish
 from include.attributions import (
     ChunkResult,
     EncodedRows,
     WriteResult,
     check_complete,
     iter_rows,
-    replace_range_attributions,
+    replace_attributions,
     write_result,
 )
 from include.chunks import ChunkInfo, effective_chunk_size, read_chunk, write_chunks
-from include.export import CSV_FILE, ROLES_CSV_FILE, write_csv, write_roles_csv
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult, extract, read_conversions, read_sessions
+from include.export import CSV_FILE, ROLES_CSV_FILE, report_csv, roles_csv
+from include.extract import (
+    CONVERSIONS_FILE,
+    SESSIONS_FILE,
+    STORED_FILE,
+    ExtractResult,
+    extract,
+    read_conversions,
+    read_sessions,
+    read_stored_journeys,
+)
 from include.html_report import REPORT_FILE, ReportInputs
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, attribute_journeys
 from include.journeys import JourneyStats, build_journeys
-from include.model_comparison import ModelCredit, credits_between, credits_by_channel, rebuild_model_comparison
+from include.ledger import read_ledger, selection
+from include.markov import refresh as refresh_markov
+from include.model_comparison import credits_between, credits_by_channel, rebuild_model_comparison
 from include.paths import top_paths
 from include.report import rebuild_report, report_rows, report_rows_between, report_window
 from include.roles import rebuild_roles, role_rows, role_rows_between
 from include.run_config import RunConfig, RunContext
-from include.runfiles import (
-    StoragePath,
-    atomic_write_bytes,
-    exclusive_lock,
-    expired_runs,
-    read_bytes,
-    remove_folder,
-)
+from include.runfiles import StoragePath, atomic_write_bytes, expired_runs, read_bytes, remove_folder
 from include.schema import init_schema
 from include.settings import MAX_MAP_LENGTH, SUM_TOLERANCE
-from include.summary import RunSummary
+from include.summary import SUMMARY_FILE, RunSummary
 from include.training_export import TRAINING_CSV_FILE, write_training_csv_from_chunks
 from include.warehouse import Warehouse
 
@@ -97,21 +101,32 @@ class Journeys:
 def journeys_step(run: RunContext, extracted: ExtractResult) -> Journeys:
     config = run.config
     stats = JourneyStats()
-    journeys = build_journeys(
-        read_conversions(run.run_dir / CONVERSIONS_FILE),
-        read_sessions(run.run_dir / SESSIONS_FILE),
-        run.window.lookback_days,
-        config.client.max_sessions_per_request,
-        stats,
-    )
+    stored = read_stored_journeys(run.run_dir / STORED_FILE)
     size = effective_chunk_size(extracted.conversions, config.chunk_size, MAX_MAP_LENGTH)
     limits = RequestLimits(config.client.max_journeys_per_request, config.client.max_sessions_per_request)
-    chunks = write_chunks(journeys, run.run_dir, size, limits)
+    with selection(run.run_dir, stored, config.reprocess, stats) as select:
+        journeys = build_journeys(
+            read_conversions(run.run_dir / CONVERSIONS_FILE),
+            read_sessions(run.run_dir / SESSIONS_FILE),
+            run.window.lookback_days,
+            config.client.max_sessions_per_request,
+            stats,
+            select,
+        )
+        chunks = write_chunks(journeys, run.run_dir, size, limits)
     stats.check_share(config.max_bad_row_share)
     if config.export_journeys and chunks:
         _export_journeys(run, chunks)
     if not stats.conversions_read:
         log.warning("no conversions from %s to %s: nothing to attribute", run.window.dates.start, run.window.dates.end)
+    for reason, count in sorted(stats.reattributed.items()):
+        log.info("%d conversions dated outside the range attributed again: %s", count, reason)
+    if stored:
+        log.info(
+            "%d stored conversions near the range compared with their journeys now; %d attributed again",
+            len(stored),
+            sum(stats.reattributed.values()),
+        )
     log.info(
         "%d journeys (%d sessions) of %d conversions in %d chunks of %d journeys (or up to a request more)",
         stats.journeys,
@@ -182,17 +197,16 @@ def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResu
     ordered = sorted(results, key=lambda r: r.index)
     check_complete(chunks, ordered)
     expected = sum(c.sessions for c in chunks)
-    first_dates = [c.first_session_date for c in chunks]
-    rows_first_date = None if None in first_dates else min(first_dates, default=None)
     with run.warehouse.open() as db:
-        check = replace_range_attributions(
+        check = replace_attributions(
             db,
             run.window.dates.start,
             run.window.dates.end,
             iter_rows(run.run_dir, ordered),
+            read_ledger(run.run_dir),
             SUM_TOLERANCE,
             expected,
-            rows_first_date,
+            _session_dates(chunks),
         )
     log.info(
         "stored %d attribution rows of %d conversions; max |sum ihc - 1| = %.6f",
@@ -200,8 +214,16 @@ def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResu
         check.conversions,
         check.max_sum_error,
     )
+    if check.removed:
+        log.warning("removed the rows of %d stored conversions deleted or moved out of reach", check.removed)
     return WriteResult(
-        **asdict(check),
+        conversions=check.conversions,
+        rows=check.rows,
+        max_sum_error=check.max_sum_error,
+        first_session_date=check.first_session_date,
+        last_session_date=check.last_session_date,
+        conversion_dates=list(check.conversion_dates),
+        removed=check.removed,
         chunks=len(chunks),
         requests=sum(r.requests for r in ordered),
         attempts=sum(r.attempts for r in ordered),
@@ -209,10 +231,18 @@ def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResu
     )
 
 
+def _session_dates(chunks: list[ChunkInfo]) -> tuple[str | None, str | None]:
+    """The chunks' earliest and latest session dates; None where a description lacks them."""
+    firsts, lasts = [c.first_session_date for c in chunks], [c.last_session_date for c in chunks]
+    if None in firsts or None in lasts:
+        return None, None
+    return min(firsts, default=None), max(lasts, default=None)
+
+
 @dataclass(frozen=True)
 class ReportResult:
     """The recomputed channel_reporting rows' totals and the session dates they cover; the
-    channel_roles rows; the range's Markov credits, for the export (the table holds them per date)."""
+    channel_roles rows; the conversion dates whose Markov credits were scored again."""
 
     rows: int
     cost: float
@@ -221,68 +251,101 @@ class ReportResult:
     first: str
     last: str
     role_rows: int = 0
-    markov: tuple[ModelCredit, ...] = ()
-
-    @classmethod
-    def from_xcom(cls, data: dict) -> ReportResult:
-        return cls(**{**data, "markov": tuple(ModelCredit(**c) for c in data.get("markov", ()))})
+    markov_days: list[str] = field(default_factory=list)
 
 
 def report_step(run: RunContext, written: WriteResult | None = None) -> ReportResult:
-    first, last = report_window(run.window, written.first_session_date if written else None)
+    first, last = report_window(
+        run.window, written.first_session_date if written else None, written.last_session_date if written else None
+    )
     with run.warehouse.open() as db:
+        markov = refresh_markov(db, run.window, written.conversion_dates if written else ())
         totals = rebuild_report(db, first, last)
         roles = rebuild_roles(db, first, last)
-        markov = rebuild_model_comparison(db, first, last, run.window, run.config.decay_half_life_days)
+        models_first = min(first, markov.first_session_date or first)
+        models_last = max(last, markov.last_session_date or last)
+        rebuild_model_comparison(db, models_first, models_last, run.config.decay_half_life_days)
     log.info(
-        "channel_reporting (%d rows), channel_roles (%d rows) and channel_model_comparison recomputed for %s .. %s",
+        "channel_reporting (%d rows) and channel_roles (%d rows) recomputed for %s .. %s, "
+        "channel_model_comparison for %s .. %s",
         totals.rows,
         roles,
         first,
         last,
+        models_first,
+        models_last,
     )
-    return ReportResult(**asdict(totals), first=first, last=last, role_rows=roles, markov=tuple(markov))
+    if markov.scored_days:
+        log.info(
+            "Markov: %d conversions of %d dates scored (%s .. %s); browsing transitions of %d dates counted anew",
+            markov.conversions,
+            len(markov.scored_days),
+            markov.scored_days[0],
+            markov.scored_days[-1],
+            len(markov.changed_days),
+        )
+    return ReportResult(**asdict(totals), first=first, last=last, role_rows=roles, markov_days=list(markov.scored_days))
+
+
+# The latest files in the output folder, always one run's: replaced together or not at all.
+LATEST_FILES = (CSV_FILE, ROLES_CSV_FILE, REPORT_FILE, SUMMARY_FILE)
 
 
 def export_step(
     run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
 ) -> RunSummary:
-    """The CSVs and the HTML report, latest in the output folder and this run's in its folder, and
-    the run summary. A run without conversions writes its report in its folder only: the latest
-    report stays the last one that had something to show."""
-    output_dir, run_dir = run.output_dir, run.run_dir
-    csv_path, html_path = output_dir / CSV_FILE, output_dir / REPORT_FILE
+    """The CSVs, the HTML report and the run summary: this run's in its folder, and the latest set in
+    the output folder, replaced as one. A run without conversions leaves the whole latest set alone:
+    it stays that of the last run that had something to show."""
     summary = _summary(run, extracted, stats, written, report)
-    pages = (html_path, run_dir / REPORT_FILE) if summary.html_replaced else (run_dir / REPORT_FILE,)
     # Read and write under one lock: a run that read the tables earlier cannot replace the files
     # of a run that read them later.
-    with exclusive_lock(output_dir), run.warehouse.open() as db:
-        rows = write_csv(report_rows(db), csv_path, run_dir / CSV_FILE)
-        roles = write_roles_csv(role_rows(db), output_dir / ROLES_CSV_FILE, run_dir / ROLES_CSV_FILE)
-        page = html_report.render(_report_inputs(db, run.config, summary, report))
-        for path in pages:
-            atomic_write_bytes(path, page)
-    log.info("wrote %d report rows to %s and %s", rows, csv_path, summary.run_csv_path)
-    log.info("wrote %d channel role rows to %s", roles, output_dir / ROLES_CSV_FILE)
-    log.info("HTML report (%d kB): %s", len(page) // 1024, " and ".join(map(str, pages)))
-    if not summary.html_replaced:
-        log.warning("no conversions in the range: the latest report %s is left as it was", html_path)
-    path = summary.save(run_dir)
-    log.info("run summary (%s):\n%s", path, summary.text())
+    with publish.locked(run.output_dir, LATEST_FILES):
+        with run.warehouse.open() as db:
+            reporting, roles = report_csv(report_rows(db)), roles_csv(role_rows(db))
+            page = html_report.render(_report_inputs(db, run.config, summary, report))
+        files = dict(zip(LATEST_FILES, (reporting.data, roles.data, page, summary.to_json()), strict=True))
+        own = publish.run_folder(run.run_dir)
+        for name, data in files.items():
+            own.write(name, data)
+        if summary.html_replaced:
+            publish.replace_set(run.output_dir, files)
+    log.info(
+        "wrote %d report rows, %d channel role rows, the HTML report (%d kB) and the run summary to %s",
+        reporting.rows,
+        roles.rows,
+        len(page) // 1024,
+        run.run_dir,
+    )
+    if summary.html_replaced:
+        log.info("replaced the latest %s together in %s", ", ".join(LATEST_FILES), run.output_dir)
+    else:
+        log.warning(
+            "no conversions from %s to %s: the latest files in %s are left as they were; this run's are in %s only",
+            summary.start,
+            summary.end,
+            run.output_dir,
+            run.run_dir,
+        )
+    log.info("run summary (%s):\n%s", run.run_dir / SUMMARY_FILE, summary.text())
     return summary
 
 
 def _report_inputs(db: Warehouse, config: RunConfig, summary: RunSummary, report: ReportResult) -> ReportInputs:
-    window = (report.first, report.last)
+    """The page's numbers, read from the warehouse for the range and its own session dates (not the
+    further ones an earlier run's longer look-back made the report step recompute): a range shows
+    the same numbers whatever ran before."""
+    window = report_window(config.window)
     return ReportInputs(
         summary=summary,
         window=window,
         channel_rows=report_rows_between(db, *window),
         roles=role_rows_between(db, *window),
-        credits=credits_by_channel(db, config.window, config.decay_half_life_days, report.markov),
+        credits=credits_by_channel(db, config.window, config.decay_half_life_days),
         window_credits=credits_between(db, *window),
         paths=top_paths(db, config.window.dates),
         parameters=html_report.run_parameters(config, summary, window),
+        totals=html_report.range_totals(db, config.window.dates),
     )
 
 
@@ -318,6 +381,8 @@ def _summary(
         html_replaced=stats.conversions > 0,
         run_html_path=str(run.run_dir / REPORT_FILE),
         warehouse=run.warehouse.label,
+        reattributed=dict(stats.reattributed),
+        removed=written.removed,
     )
 
 

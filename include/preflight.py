@@ -49,6 +49,7 @@ class StartSources:
     output_dir: Callable[[], Path]
     api_key: Callable[[], str]
     export_journeys: bool = False
+    reprocess: bool = False
 
 
 def check_conf_keys(conf: Mapping[str, object], param_names: tuple[str, ...]) -> None:
@@ -168,7 +169,9 @@ def checked_start(sources: StartSources) -> RunContext:
     )
     config: RunConfig | None = None
     if dates is not None and api is not None and values is not None and not problems.found:
-        config = problems.check(lambda: run_config.configuration(dates, values, api, sources.export_journeys))
+        config = problems.check(
+            lambda: run_config.configuration(dates, values, api, sources.export_journeys, sources.reprocess)
+        )
     if problems.found or config is None or warehouse is None or run_dir is None or output_dir is None:
         raise ConfigurationError(problems.found)
     if busy:

@@ -22,3 +22,12 @@ class Conversion:
     user_id: str
     timestamp: str
     revenue: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJourney:
+    """A conversion's journey as a run last sent it (conversion_journeys)."""
+
+    conv_id: str
+    conv_timestamp: str
+    fingerprint: str

@@ -100,14 +100,17 @@ class ReportTotals:
     ihc_revenue: float
 
 
-def report_window(window: RunWindow, first_changed: str | None = None) -> tuple[str, str]:
+def report_window(
+    window: RunWindow, first_changed: str | None = None, last_changed: str | None = None
+) -> tuple[str, str]:
     """Session dates whose report rows a run over the window can change.
 
-    ``first_changed`` is the earliest session date of the attributions the run replaced, which
-    lies further back when an earlier run used a longer look-back.
+    ``first_changed`` and ``last_changed`` are the earliest and latest session dates of the
+    attributions the run replaced: further back when an earlier run used a longer look-back,
+    further on when it attributed again a conversion dated after its range.
     """
-    first = window.first_session_date
-    return (min(first, first_changed) if first_changed else first), window.dates.end
+    first, last = window.first_session_date, window.dates.end
+    return min(first, first_changed or first), max(last, last_changed or last)
 
 
 def rebuild_report(db: Warehouse, first: str, last: str) -> ReportTotals:

@@ -32,6 +32,8 @@ class RunConfig:
     api: ApiTarget
     # Param export_training_journeys: the range's journeys also as the IHC web app's training file.
     export_journeys: bool = False
+    # Param reprocess: the stored conversions near the range are attributed again, changed or not.
+    reprocess: bool = False
 
     def to_xcom(self) -> dict[str, object]:
         return {
@@ -48,6 +50,7 @@ class RunConfig:
                 "redistribution_parameter": self.api.redistribution_parameter,
             },
             "export_journeys": self.export_journeys,
+            "reprocess": self.reprocess,
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class RunConfig:
             client=ClientSettings(**data["client"]),
             api=ApiTarget(api_key=api_key, **data["api"]),
             export_journeys=bool(data.get("export_journeys", False)),
+            reprocess=bool(data.get("reprocess", False)),
         )
 
     def with_api_key(self, api_key: str) -> RunConfig:
@@ -88,7 +92,7 @@ def resolve(dates: DateRange, variable: Callable[[str], object], api: ApiTarget)
 
 
 def configuration(
-    dates: DateRange, values: dict[str, float], api: ApiTarget, export_journeys: bool = False
+    dates: DateRange, values: dict[str, float], api: ApiTarget, export_journeys: bool = False, reprocess: bool = False
 ) -> RunConfig:
     """The run's configuration from Variables already parsed (parse_variables)."""
 
@@ -113,6 +117,7 @@ def configuration(
         ),
         api=api,
         export_journeys=export_journeys,
+        reprocess=reprocess,
     )
 
 

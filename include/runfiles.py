@@ -10,6 +10,7 @@ object store gets a finished local file in one upload.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import os
 import re
@@ -124,8 +125,8 @@ def remove_folder(folder: StoragePath) -> None:
         folder.fs.rm(folder.path, recursive=True)  # type: ignore[attr-defined]
 
 
-def _temporary_file(folder: Path, name: str, mode: int) -> tuple[int, str]:
-    """A new hidden file ``name`` in ``folder``, created with ``mode`` less the umask. Beside its
+def temporary_file(folder: Path, name: str, mode: int) -> tuple[int, str]:
+    """A new hidden file for ``name`` in ``folder``, created with ``mode`` less the umask. Beside its
     target it takes 0666 like any other new file: mkstemp's 0600 would leave outputs in a shared
     folder unreadable to the rest of the team."""
     while True:
@@ -136,15 +137,29 @@ def _temporary_file(folder: Path, name: str, mode: int) -> tuple[int, str]:
             continue
 
 
+def temporaries(folder: Path, name: str) -> list[Path]:
+    """The temporary files for ``name`` in ``folder``: what a killed writer of it left behind."""
+    return sorted(folder.glob(f".{glob.escape(name)}.*.tmp"))
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable: a rename is an entry of the folder, not of the file."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_writer(path: StoragePath) -> Iterator[BinaryIO]:
     """A binary handle on a temporary file that becomes ``path`` when the block ends cleanly."""
     local = local_path(path)
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _temporary_file(local.parent, path.name, 0o666)
+        fd, tmp = temporary_file(local.parent, path.name, 0o666)
     else:  # a staging copy for the upload, in the machine's shared temporary folder
-        fd, tmp = _temporary_file(Path(tempfile.gettempdir()), path.name, 0o600)
+        fd, tmp = temporary_file(Path(tempfile.gettempdir()), path.name, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

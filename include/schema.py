@@ -46,6 +46,28 @@ OUTPUT_DDL = (
         holder {float} NOT NULL,
         closer {float} NOT NULL,
         PRIMARY KEY (conv_id, session_id))""",
+    # Each stored conversion's Markov credit per session of its journey (Σ credit = 1 per conversion).
+    """CREATE TABLE IF NOT EXISTS attribution_markov (
+        conv_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        credit {float} NOT NULL,
+        PRIMARY KEY (conv_id, session_id))""",
+    # Every conversion a run built a journey for (sessions 0: none before it), as it was sent: a
+    # later run compares the journey it builds now with this fingerprint (include.ledger).
+    """CREATE TABLE IF NOT EXISTS conversion_journeys (
+        conv_id TEXT NOT NULL PRIMARY KEY,
+        conv_timestamp TEXT NOT NULL,
+        conv_date TEXT NOT NULL,
+        sessions INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL)""",
+    # The browsing paths' transitions (one user's sessions of one day) per session date: the
+    # Markov model of a conversion date adds up its look-back's days (include.markov).
+    """CREATE TABLE IF NOT EXISTS markov_day_transitions (
+        date TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (date, from_state, to_state))""",
     """CREATE TABLE IF NOT EXISTS channel_reporting (
         channel_name TEXT NOT NULL,
         date TEXT NOT NULL,
@@ -73,6 +95,10 @@ OUTPUT_DDL = (
 )
 
 
+# Every table the pipeline writes, by name (the first word after TABLE IF NOT EXISTS above).
+OUTPUT_TABLES = tuple(statement.split()[5] for statement in OUTPUT_DDL)
+
+
 INDEXES = (
     # Each user's sessions in time order, with their channel: the journeys look users up by it, and
     # the Markov model reads every path from it alone.
@@ -81,6 +107,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_session_sources_date ON session_sources (event_date)",
     "CREATE INDEX IF NOT EXISTS idx_conversions_date ON conversions (conv_date)",
     "CREATE INDEX IF NOT EXISTS idx_attribution_session ON attribution_customer_journey (session_id)",
+    "CREATE INDEX IF NOT EXISTS idx_conversion_journeys_date ON conversion_journeys (conv_date)",
 )
 
 

@@ -201,6 +201,9 @@ VARIABLES: tuple[NumberVariable, ...] = (
 # A DAG param (boolean): the run also writes its journeys as the IHC web app's training file.
 EXPORT_JOURNEYS_PARAM = "export_training_journeys"
 
+# A DAG param (boolean): attribute again every stored conversion near the range, changed or not.
+REPROCESS_PARAM = "reprocess"
+
 # Read by the failure callback when a task fails, not by the run configuration: it must work
 # even when the run failed on a bad Variable.
 FAILURE_NOTIFIER = "ihc_failure_notifier"
@@ -235,6 +238,10 @@ class DateRange:
     start: str
     end: str
 
+    def days(self) -> list[str]:
+        first, last = date.fromisoformat(self.start).toordinal(), date.fromisoformat(self.end).toordinal()
+        return [date.fromordinal(day).isoformat() for day in range(first, last + 1)]
+
 
 @dataclass(frozen=True)
 class RunWindow:
@@ -265,6 +272,12 @@ class RunWindow:
     @classmethod
     def from_xcom(cls, data: dict) -> RunWindow:
         return cls(DateRange(data["start"], data["end"]), int(data["lookback_days"]))
+
+
+def shifted_day(day: str, days: int) -> str:
+    """A YYYY-MM-DD date ``days`` later (earlier if negative), held within the calendar's ends."""
+    moved = date.fromordinal(min(max(date.fromisoformat(day).toordinal() + days, 1), date.max.toordinal()))
+    return moved.isoformat()
 
 
 def parse_date_param(name: str, raw: object) -> date:

@@ -6,11 +6,12 @@ from dataclasses import asdict, dataclass, field
 
 import orjson
 
-from include.runfiles import StoragePath, atomic_write_bytes, read_bytes
+from include.runfiles import StoragePath, read_bytes
 
 SUMMARY_FILE = "summary.json"
 # The report's IHC revenue is by session date, over every attributed conversion.
 EVERY_CONVERSION = "(all conversions' sessions on those dates)"
+LEFT_IN_PLACE = "an earlier run's, left in place as one set: no conversions in this range"
 
 
 @dataclass
@@ -45,8 +46,13 @@ class RunSummary:
     # The warehouse read: "sample database ..." when no warehouse connection is set.
     warehouse: str = ""
     roles_csv_path: str = ""
-    # False when the run had no conversions: html_path is then an earlier run's report, left alone.
+    # False when the run had no conversions: the latest files (csv_path, roles_csv_path, html_path
+    # and the output folder's summary) are then an earlier run's, left alone as one set.
     html_replaced: bool = True
+    # Conversions dated outside the range whose journey changed since stored, attributed again
+    # by this run, by reason; stored conversions it removed (deleted, moved out of its reach).
+    reattributed: dict[str, int] = field(default_factory=dict)
+    removed: int = 0
 
     def text(self) -> str:
         examples = f" (e.g. {', '.join(self.without_sessions_ids[:5])})" if self.without_sessions_ids else ""
@@ -63,6 +69,8 @@ class RunSummary:
                 f"  conversions in range      {self.conversions:>12,}",
                 f"  attributed                {self.attributed:>12,}",
                 f"  without sessions          {self.without_sessions:>12,}{examples}",
+                *(f"  attributed again: {reason:<40} {n:>6,}" for reason, n in sorted(self.reattributed.items())),
+                *([f"  stored conversions removed (deleted or moved) {self.removed:>6,}"] if self.removed else []),
                 f"  journeys trimmed          {self.trimmed_journeys:>12,}",
                 f"  sessions sent             {self.sessions_sent:>12,}",
                 f"  chunks                    {self.chunks:>12,}",
@@ -80,7 +88,8 @@ class RunSummary:
                 f"  CSV                       {self.csv_path}",
                 *([f"  CSV of this run           {self.run_csv_path}"] if self.run_csv_path else []),
                 *([f"  roles CSV                 {self.roles_csv_path}"] if self.roles_csv_path else []),
-                *([f"  HTML report (latest)      {self.html_path}{self._latest_note}"] if self.html_path else []),
+                *([f"  HTML report (latest)      {self.html_path}"] if self.html_path else []),
+                *([] if self.html_replaced else [f"  latest files              {LEFT_IN_PLACE}"]),
                 *([f"  HTML of this run          {self.run_html_path}"] if self.run_html_path else []),
                 *(f"  local engine parameters   {path}" for path in self.engine_parameters),
                 *(["  rows skipped or adjusted:"] if issues else []),
@@ -88,14 +97,9 @@ class RunSummary:
             ]
         )
 
-    @property
-    def _latest_note(self) -> str:
-        return "" if self.html_replaced else " (an earlier run's, left in place: no conversions in this range)"
-
-    def save(self, run_dir: StoragePath) -> StoragePath:
-        path = run_dir / SUMMARY_FILE
-        atomic_write_bytes(path, orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2))
-        return path
+    def to_json(self) -> bytes:
+        """What summary.json holds: the export writes it to the run folder and the output folder."""
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
     @classmethod
     def load(cls, path: StoragePath) -> RunSummary:

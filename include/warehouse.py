@@ -49,7 +49,7 @@ class Dialect:
     # Read session_sources by idx_session_sources_path (SQLite's planner prefers the date index).
     sessions_by_user: str
     # A conversion date the look-back arithmetic can take (SQLite's date() tolerates anything;
-    # PostgreSQL's cast fails on 2023-09-31, so only the range's real days pass).
+    # PostgreSQL's cast fails on 2023-09-31, so only the real days of the run's reach pass).
     conv_date_is_a_day: str
     # The session date is YYYY-MM-DD text (SQLite's GLOB, PostgreSQL's regular expression).
     event_date_is_iso: str
@@ -133,7 +133,7 @@ POSTGRES = Dialect(
     sessions_by_user="",
     conv_date_is_a_day="""conv_date IN (
         SELECT to_char(day, 'YYYY-MM-DD')
-        FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS day)""",
+        FROM generate_series(CAST(:reach_start AS date), CAST(:reach_end AS date), interval '1 day') AS day)""",
     event_date_is_iso=f"s.event_date {_ISO_REGEX}",
     lookback_start="to_char(CAST(u.first_date AS date) - CAST(:lookback_days AS integer), 'YYYY-MM-DD')",
     hours_before_conversion="CAST(EXTRACT(EPOCH FROM CAST(c.conv_date || ' ' || c.conv_time AS timestamp)"

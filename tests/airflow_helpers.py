@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from include import settings
+from include.schema import OUTPUT_TABLES
 
 DAG_ID = settings.DAG_ID
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-OUTPUTS = ("attribution_customer_journey", "channel_reporting")
 
 
 def migrate_metadata_db(env: dict[str, str] | None = None) -> None:
@@ -37,15 +37,15 @@ def load_dag():
     return bag, bag.dags[DAG_ID]
 
 
-def snapshot(db: Path) -> list[list[tuple]]:
-    """The output tables, sorted, for comparing runs."""
+def snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every output table, sorted, for comparing runs."""
     with sqlite3.connect(db) as conn:
-        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in OUTPUTS]
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in OUTPUT_TABLES}
 
 
 def empty_outputs(db: Path) -> None:
     with sqlite3.connect(db) as conn:
-        for table in OUTPUTS:
+        for table in OUTPUT_TABLES:
             conn.execute(f"DELETE FROM {table}")
 
 

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import aiohttp
 
-from include import model_comparison, pipeline, roles, run_config, settings, warehouse
+from include import markov, model_comparison, pipeline, roles, run_config, settings, warehouse
 from include.attributions import ChunkResult, WriteResult
 from include.chunks import ChunkInfo, read_chunk
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, ExtractResult
+from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, STORED_FILE, ExtractResult
 from include.ihc_client import ApiTarget, ClientSettings, RequestLimits, iter_requests, local_target
 from include.journeys import JourneyStats
 from include.report import rebuild_report
@@ -136,9 +136,10 @@ def part_seconds(run: RunContext, first: str, last: str) -> tuple[dict[str, floa
         "reporting": lambda db: rebuild_report(db, first, last),
         "roles": lambda db: roles.rebuild_roles(db, first, last),
         "models": lambda db: model_comparison.rebuild_model_comparison(
-            db, first, last, run.window, run.config.decay_half_life_days
+            db, first, last, run.config.decay_half_life_days
         ),
-        "markov": lambda db: model_comparison.markov_credits(db, run.window),
+        # Every conversion date of the range scored again, as a run that attributed them does.
+        "markov": lambda db: markov.refresh(db, run.window, run.window.dates.days()),
     }
     peaks = [peak_rss_mb()]
     seconds = {}
@@ -183,7 +184,7 @@ def free_account_chunks(run: RunContext, extracted: ExtractResult) -> list[Path]
     default ihc_chunk_size, from the same extract files, in a folder of their own."""
     folder = run.run_dir / "free-account"
     shutil.rmtree(folder, ignore_errors=True)
-    for name in (CONVERSIONS_FILE, SESSIONS_FILE):
+    for name in (CONVERSIONS_FILE, SESSIONS_FILE, STORED_FILE):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).symlink_to((run.run_dir / name).absolute())
     client = replace(run.config.client, max_sessions_per_request=FREE_ACCOUNT_SESSIONS)
@@ -289,7 +290,7 @@ def stage_main(argv: list[str]) -> None:
             ExtractResult(**saved["extracted"]),
             JourneyStats(**saved["stats"]),
             WriteResult(**saved["written"]),
-            pipeline.ReportResult.from_xcom(saved["report"]),
+            pipeline.ReportResult(**saved["report"]),
         )
         detail = {
             "csv_rows": summary.report_rows,

@@ -5,10 +5,20 @@ from __future__ import annotations
 import pytest
 
 from include import attributions, extract, report, schema, warehouse
-from include.extract import CONVERSIONS_FILE, SESSIONS_FILE, read_conversions, read_sessions
+from include.extract import (
+    CONVERSIONS_FILE,
+    SESSIONS_FILE,
+    STORED_FILE,
+    Reach,
+    read_conversions,
+    read_sessions,
+    read_stored_journeys,
+)
 from include.journeys import JourneyStats, build_journeys
-from include.records import Conversion
+from include.ledger import LEDGER_COLUMNS
+from include.records import Conversion, StoredJourney
 from include.settings import DateRange
+from tests.unit.test_attributions import ledger_of
 from tests.warehouse_rows import (
     add_conversions,
     add_costs,
@@ -19,6 +29,7 @@ from tests.warehouse_rows import (
 
 @pytest.fixture
 def extract_db(db):
+    schema.init_schema(db)  # the extract reads conversion_journeys
     add_conversions(
         db,
         [
@@ -48,8 +59,9 @@ def extract_db(db):
 def test_extract_returns_the_range_conversions_and_converting_users_sessions(extract_db, tmp_path):
     result = extract.extract(extract_db, DateRange("2023-09-01", "2023-09-07"), lookback_days=30, run_dir=tmp_path)
 
-    assert result.conversions == 3
+    assert (result.conversions, result.stored_nearby) == (3, 0)
     assert result.revenue == pytest.approx(150.0)
+    assert read_stored_journeys(tmp_path / STORED_FILE) == {}, "nothing stored yet"
     conversions = list(read_conversions(tmp_path / CONVERSIONS_FILE))
     assert conversions == [
         Conversion("c1", "u1", "2023-09-02 12:00:00", 100.0),
@@ -113,7 +125,9 @@ def test_postgres_numeric_money_columns_come_back_as_floats(postgres_url, tmp_pa
         assert list(read_conversions(tmp_path / CONVERSIONS_FILE)) == [
             Conversion("c1", "u1", "2023-09-02 12:00:00", 100.25)
         ]
-        attributions.replace_range_attributions(db, "2023-09-01", "2023-09-07", phased([("c1", "s1", 1.0)]), 1e-3, 1)
+        rows = phased([("c1", "s1", 1.0)])
+        ledger = ledger_of(rows, [("c1", "u1", "2023-09-02 12:00:00", 100.25)])
+        attributions.replace_attributions(db, "2023-09-01", "2023-09-07", rows, ledger, 1e-3, 1)
         totals = report.rebuild_report(db, "2023-09-01", "2023-09-07")
         assert totals == report.ReportTotals(1, 1.5, 1.0, 100.25)
         assert all(type(value) is float for value in (totals.cost, totals.ihc, totals.ihc_revenue))
@@ -127,6 +141,7 @@ def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgre
         schema.create_input_tables(db)
         for table in ("session_sources", "conversions"):
             db.execute(f'ALTER TABLE {table} ALTER COLUMN user_id TYPE TEXT COLLATE "en-US-x-icu"')
+        schema.init_schema(db)
         add_conversions(db, [(f"c-{u}", u, "2023-09-02 12:00:00", 10.0) for u in users])
         add_sessions(db, [(f"s-{u}", u, "2023-09-01 10:00:00", "Paid") for u in users])
         assert [r[0] for r in db.execute("SELECT user_id FROM conversions ORDER BY user_id")] != sorted(users)
@@ -141,6 +156,7 @@ def test_postgres_sorts_ids_as_python_does_whatever_the_column_collation(postgre
 
 
 def test_an_impossible_conversion_date_is_a_bad_row_not_a_failed_extract(db, tmp_path):
+    schema.init_schema(db)
     add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 10.0), ("c_bad", "u2", "2023-09-31 12:00:00", 5.0)])
     add_sessions(db, [("s1", "u1", "2023-09-01 10:00:00", "Paid"), ("s2", "u2", "2023-09-01 10:00:00", "Paid")])
 
@@ -155,3 +171,69 @@ def test_an_impossible_conversion_date_is_a_bad_row_not_a_failed_extract(db, tmp
     )
     assert [j.conversion_id for j in journeys] == ["c1"]
     assert [issue["ids"] for issue in stats.row_issues.values()] == [["c_bad"]]
+
+
+def store_journeys(db, rows):
+    """conversion_journeys rows: (conv_id, stored timestamp, sessions, fingerprint)."""
+    db.insert_many("conversion_journeys", LEDGER_COLUMNS, [(c, ts, ts[:10], n, fp) for c, ts, n, fp in rows])
+
+
+def test_stored_conversions_near_the_range_come_back_with_their_fingerprints(extract_db, tmp_path):
+    """With a look-back of 30 days the run over 09-01..09-07 reaches the conversion dates
+    08-02..10-07: the stored conversions dated there, by their stored date and their date now,
+    come back beside the range's, with the journey they were stored with."""
+    db = extract_db
+    add_conversions(
+        db,
+        [
+            ("c_far", "u6", "2023-06-01 12:00:00", 7.0),  # stored, far before the range
+            ("c_moved_near", "u7", "2023-09-20 12:00:00", 8.0),  # stored on 09-03, moved near
+            ("c_moved_far", "u8", "2023-12-01 12:00:00", 9.0),  # stored on 09-04, moved far
+        ],
+    )
+    add_sessions(
+        db,
+        [
+            ("s_far", "u6", "2023-05-30 10:00:00", "Paid"),
+            ("s_moved_near", "u7", "2023-09-19 10:00:00", "Paid"),
+            ("s_moved_far", "u8", "2023-11-30 10:00:00", "Paid"),
+        ],
+    )
+    store_journeys(
+        db,
+        [
+            ("c1", "2023-09-02 12:00:00", 2, "fp-c1"),  # in the range: a conversion of the range anyway
+            ("c_before", "2023-08-25 12:00:00", 1, "fp-before"),
+            ("c_far", "2023-06-01 12:00:00", 1, "fp-far"),
+            ("c_moved_near", "2023-09-03 12:00:00", 1, "fp-moved-near"),
+            ("c_moved_far", "2023-09-04 12:00:00", 1, "fp-moved-far"),
+        ],
+    )
+    window = DateRange("2023-09-01", "2023-09-07")
+    reach = Reach.of(window, 30)
+    assert reach == Reach("2023-08-02", "2023-10-07")
+
+    near = {
+        "c_before": StoredJourney("c_before", "2023-08-25 12:00:00", "fp-before"),
+        "c_moved_near": StoredJourney("c_moved_near", "2023-09-03 12:00:00", "fp-moved-near"),
+    }
+    assert {j.conv_id: j for j in extract.iter_stored_journeys(db, window.start, window.end, reach)} == near
+    in_range = ["c1", "c2", "c2b"]
+    assert sorted(c.conv_id for c in extract.iter_conversions(db, window.start, window.end)) == in_range
+    conversions = list(extract.iter_conversions(db, window.start, window.end, reach))
+    assert sorted(c.conv_id for c in conversions) == sorted([*in_range, *near]), "each once, the far ones not"
+    assert conversions[[c.conv_id for c in conversions].index("c_moved_near")] == Conversion(
+        "c_moved_near", "u7", "2023-09-20 12:00:00", 8.0
+    ), "as it is now"
+    with_reach = extract.iter_sessions_of_converting_users(db, window.start, window.end, 30, reach)
+    sessions = {s.session_id for s in with_reach}
+    assert {"s_before", "s_moved_near"} <= sessions
+    assert not {"s_far", "s_moved_far", "s_after", "s_never"} & sessions
+    without_reach = {s.session_id for s in extract.iter_sessions_of_converting_users(db, window.start, window.end, 30)}
+    assert not {"s_before", "s_moved_near"} & without_reach
+
+    result = extract.extract(db, window, lookback_days=30, run_dir=tmp_path)
+    assert (result.conversions, result.stored_nearby) == (5, 2)
+    assert result.revenue == pytest.approx(150.0), "the range's conversions' revenue"
+    assert read_stored_journeys(tmp_path / STORED_FILE) == near
+    assert sorted(c.conv_id for c in read_conversions(tmp_path / CONVERSIONS_FILE)) == sorted([*in_range, *near])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from include import html_report, run_config
-from include.html_report import CHART_IDS, ReportInputs, channel_roles, channel_totals
+from include import attributions, html_report, run_config, schema
+from include.html_report import CHART_IDS, RangeTotals, ReportInputs, channel_roles, channel_totals
 from include.ihc_client import ApiTarget
 from include.model_comparison import ModelCredit
 from include.paths import ChannelPath, PathSummary
@@ -13,6 +13,7 @@ from include.report import ReportRow
 from include.roles import RoleRow
 from include.settings import DateRange
 from include.summary import RunSummary
+from tests.warehouse_rows import add_conversions
 
 ROWS = [
     ReportRow("Paid", "2023-09-01", 100.0, 2.0, 50.0),
@@ -26,6 +27,9 @@ ROLES = [
     RoleRow("Email", "2023-09-01", 0.1, 2.0, 0.1, 1.0, 40.0, 2.0),
 ]
 API = ApiTarget("https://api.example", "secret-key-123", "purchase")
+# The range as the warehouse holds it, apart from the run's own counts in summary().
+TOTALS = RangeTotals(conversions=8, revenue=1234.5, attributed=5)
+NONE = RangeTotals(0, 0.0, 0)
 
 
 def summary() -> RunSummary:
@@ -43,6 +47,7 @@ def render() -> str:
         credits=[ModelCredit("ihc", "Paid", 3.0, 80.0), ModelCredit("linear", "Organic", 2.5, 75.0)],
         paths=PathSummary([ChannelPath(("Paid", "Organic ×2"), 4, 120.0)], 2, 2, 50.0),
         parameters=html_report.run_parameters(config, summary(), ("2023-08-02", "2023-09-02")),
+        totals=TOTALS,
         roles=ROLES,
         window_credits=[ModelCredit("ihc", "Paid", 3.0, 80.0), ModelCredit("linear", "Paid", 2.0, 100.0)],
     )
@@ -94,6 +99,19 @@ def test_every_card_states_one_window_and_a_ratio_relates_numbers_of_its_own_win
     assert dict((label, value) for label, value, _ in cards)["ROAS"] == f"{170.0 / 400.0:.4f}"
 
 
+def test_the_range_cards_are_the_warehouses_not_the_runs_counts():
+    """The run counted 7 conversions and wrote 6; the warehouse holds 8 in the range, 5 attributed:
+    the cards show the warehouse's, the run's own counts stay in its Run section."""
+    page = render()
+    values = dict(re.findall(r'<div class="value" id="total-([a-z-]+)">([^<]+)</div>', page))
+    assert values["conversions-in-range"] == "8"
+    assert values["attributed"] == "5"
+    assert values["not-attributed"] == "3"
+    assert values["revenue-of-conversions"] == "1,234.50 EUR"
+    assert '<td class="name">Chunks, API requests (attempts)</td><td class="name">2, 3 (4)</td>' in page
+    assert '<td class="num">80.0%</td>' in page, "a path's share is of the range's attributed conversions"
+
+
 def test_the_trend_shades_the_look_back_and_draws_its_revenue_apart():
     page = render()
     assert "look-back" in page and "journeys reaching back only" not in page, "no session row before the range"
@@ -106,6 +124,7 @@ def test_the_trend_shades_the_look_back_and_draws_its_revenue_apart():
         [],
         PathSummary(),
         html_report.run_parameters(config, summary(), ("a", "b")),
+        TOTALS,
     )
     page = html_report.render(inputs).decode()
     assert "IHC revenue, look-back days (journeys reaching back only)" in page
@@ -146,6 +165,7 @@ def test_an_empty_range_says_so_instead_of_drawing_empty_charts():
         [],
         PathSummary(),
         html_report.run_parameters(config, empty, ("a", "b")),
+        NONE,
     )
     page = html_report.render(inputs).decode()
     assert not any(f'id="{chart}"' in page for chart in CHART_IDS)
@@ -163,8 +183,30 @@ def test_a_range_whose_conversions_have_no_sessions_says_so_per_section():
         [],
         PathSummary(),
         html_report.run_parameters(config, unattributed, ("a", "b")),
+        RangeTotals(3, 30.0, 0),
     )
     page = html_report.render(inputs).decode()
     assert not any(f'id="{chart}"' in page for chart in CHART_IDS)
     assert "No channel_reporting rows for the session dates 2029-12-02 .. 2030-01-01." in page
     assert "No attributed conversion dated 2030-01-01 .. 2030-01-01." in page
+
+
+def test_the_range_totals_count_the_ranges_conversions_and_those_with_attribution_rows(db):
+    schema.init_schema(db)
+    add_conversions(
+        db,
+        [
+            ("c1", "u1", "2023-09-01 12:00:00", 30.0),
+            ("c2", "u2", "2023-09-02 12:00:00", None),
+            ("c3", "u3", "2023-09-02 13:00:00", 20.5),
+            ("c4", "u4", "2023-09-03 12:00:00", 99.0),
+        ],
+    )
+    rows = [("c1", "s1", 0.4), ("c1", "s2", 0.6), ("c2", "s3", 1.0), ("c4", "s4", 1.0)]
+    db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, rows)
+
+    totals = html_report.range_totals(db, DateRange("2023-09-01", "2023-09-02"))
+
+    assert totals == RangeTotals(conversions=3, revenue=50.5, attributed=2)
+    assert totals.not_attributed == 1
+    assert html_report.range_totals(db, DateRange("2030-01-01", "2030-01-02")) == NONE

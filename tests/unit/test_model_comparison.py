@@ -37,15 +37,22 @@ IHC = [
     ("c3", "s7", 1.0),
     ("c4", "s8", 0.5), ("c4", "s9", 0.25), ("c4", "s10", 0.25),
 ]  # fmt: skip
+# The Markov credits as the report step stores them, a hand-chosen split: c1's s3 has none (0).
+MARKOV = [
+    ("c1", "s1", 0.5), ("c1", "s2", 0.2), ("c1", "s4", 0.3),
+    ("c2", "s5", 0.3), ("c2", "s6", 0.7),
+    ("c3", "s7", 1.0),
+    ("c4", "s8", 0.4), ("c4", "s9", 0.4), ("c4", "s10", 0.2),
+]  # fmt: skip
+MARKOV_COLUMNS = ("conv_id", "session_id", "credit")
 
 
-RANGE = RunWindow(DateRange("2023-09-01", "2023-09-03"), 30)
 HALF_LIFE_DAYS = 7.0
 
 
 def every_credit(db, window: RunWindow, half_life_days: float) -> list[model_comparison.ModelCredit]:
-    """Every model's credits for the range, the Markov ones computed as the report step does."""
-    return model_comparison.credits_by_channel(db, window, half_life_days, model_comparison.markov_credits(db, window))
+    """Every model's credits for the range, the Markov ones as stored."""
+    return model_comparison.credits_by_channel(db, window, half_life_days)
 
 
 def filled(db, first: str, last: str):
@@ -54,7 +61,8 @@ def filled(db, first: str, last: str):
     add_sessions(db, SESSIONS)
     add_conversions(db, CONVERSIONS)
     db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, IHC)
-    model_comparison.rebuild_model_comparison(db, first, last, RANGE, HALF_LIFE_DAYS)
+    db.insert_many("attribution_markov", MARKOV_COLUMNS, MARKOV)
+    assert model_comparison.rebuild_model_comparison(db, first, last, HALF_LIFE_DAYS) is None
     return db
 
 
@@ -95,6 +103,15 @@ def test_each_model_splits_the_hand_computed_way(comparison_db):
     assert credit(rows, "position_based", "Email", "2023-09-03") == pytest.approx(1.0)
     # ihc: the API's shares
     assert credit(rows, "ihc", "Organic", "2023-09-02") == pytest.approx(0.3 + 0.6)
+    # markov: the stored credits, joined like ihc; c1's s3 has none and counts 0
+    assert credit(rows, "markov", "Paid", "2023-09-01") == pytest.approx(0.5)
+    assert credit(rows, "markov", "Organic", "2023-09-02") == pytest.approx(0.3)
+    assert credit(rows, "markov", "Paid", "2023-09-02") == pytest.approx(0.3)
+    assert credit(rows, "markov", "Email", "2023-09-02") == pytest.approx(0.7)
+    assert credit(rows, "markov", "Email", "2023-09-03") == pytest.approx(1.0)
+    assert credit(rows, "markov", "Organic", "2023-09-01") == pytest.approx(0.4), "c4's s9"
+    assert rows["markov", "Email", "2023-09-01"] == pytest.approx((0.2 + 0.2, 0.2 * 100.0 + 0.2 * 40.0)), "c1, c4"
+    assert ("markov", "Paid", "2023-08-20") not in rows, "c4's s8 is before the window"
     assert rows["linear", "Email", "2023-09-03"] == pytest.approx((1.0, 10.0)), "revenue = credit x revenue"
 
 
@@ -110,7 +127,7 @@ def test_every_model_gives_each_conversion_one_credit(db):
 def test_a_rebuild_replaces_only_its_window(comparison_db):
     before = table(comparison_db)
     comparison_db.execute("DELETE FROM attribution_customer_journey WHERE conv_id = 'c3'")
-    model_comparison.rebuild_model_comparison(comparison_db, "2023-09-03", "2023-09-03", RANGE, HALF_LIFE_DAYS)
+    model_comparison.rebuild_model_comparison(comparison_db, "2023-09-03", "2023-09-03", HALF_LIFE_DAYS)
     after = table(comparison_db)
     assert {k: v for k, v in after.items() if k[2] != "2023-09-03"} == {
         k: v for k, v in before.items() if k[2] != "2023-09-03"
@@ -125,6 +142,9 @@ def test_credits_by_channel_cover_a_range_of_conversions_whole(comparison_db):
     assert by_key["last_touch", "Email"].credit == pytest.approx(2.0), "c2 and c3"
     assert by_key["first_touch", "Paid"].credit == pytest.approx(1.0), "c1, its first session on 09-01"
     assert by_key["position_based", "Paid"].revenue == pytest.approx(0.8 * 100.0)
+    assert by_key["markov", "Paid"].credit == pytest.approx(0.5 + 0.3), "c1's s1 and s4"
+    assert by_key["markov", "Organic"].credit == pytest.approx(0.3), "c2's s5; c1's s3 has no Markov credit"
+    assert by_key["markov", "Email"].revenue == pytest.approx(0.2 * 100.0 + 0.7 * 50.0 + 1.0 * 10.0)
     for model in MODELS:
         assert sum(c.credit for c in credits if c.model == model) == pytest.approx(3.0), model
 
@@ -137,6 +157,7 @@ def one_conversion(db, sessions, half_life_days: float) -> dict[str, tuple[float
     add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 90.0)])
     journey = [("c1", session_id, 1 / len(sessions)) for session_id, *_ in sessions]
     db.insert_many("attribution_customer_journey", attributions.ATTRIBUTION_COLUMNS, journey)
+    db.insert_many("attribution_markov", MARKOV_COLUMNS, journey)
     window = RunWindow(DateRange("2023-09-02", "2023-09-02"), 30)
     credits = every_credit(db, window, half_life_days)
     return {c.channel_name: (c.credit, c.revenue) for c in credits if c.model == "time_decay"}
@@ -149,7 +170,7 @@ def test_time_decay_halves_a_sessions_weight_each_half_life_before_the_conversio
     credits = one_conversion(db, sessions, 7.0)
     assert credits["Paid"] == pytest.approx((1 / 3, 30.0), abs=1e-9)
     assert credits["Email"] == pytest.approx((2 / 3, 60.0), abs=1e-9)
-    model_comparison.rebuild_model_comparison(db, "2023-08-02", "2023-09-02", RANGE, 7.0)
+    model_comparison.rebuild_model_comparison(db, "2023-08-02", "2023-09-02", 7.0)
     rows = table(db)
     assert rows["time_decay", "Paid", "2023-08-26"] == pytest.approx((1 / 3, 30.0), abs=1e-9)
     assert rows["time_decay", "Email", "2023-09-02"] == pytest.approx((2 / 3, 60.0), abs=1e-9)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from upath import UPath
 
-from include import model_comparison, pipeline
+from include import pipeline
 from include.attributions import ChunkResult, ResultsError
 from include.chunks import ChunkInfo
 from include.export import CSV_FILE
@@ -133,13 +133,19 @@ def test_run_window_survives_xcom():
     assert RunWindow.from_xcom(WINDOW.to_xcom()) == WINDOW
 
 
-def test_the_report_steps_markov_credits_are_the_ranges_and_survive_xcom(sample_db, tmp_path, local_server):
+def test_every_attributed_conversion_has_one_markov_credit_and_the_report_result_survives_xcom(
+    sample_db, tmp_path, local_server
+):
     run = context(sample_db, tmp_path, local_server)
     run_all(run)
     report = pipeline.report_step(run)
+    assert report.markov_days == []  # nothing changed since the run: nothing scored again
     with run.warehouse.open() as db:
-        assert list(report.markov) == model_comparison.markov_credits(db, WINDOW) != []
-    assert pipeline.ReportResult.from_xcom(orjson.loads(orjson.dumps(asdict(report)))) == report
+        sums = dict(db.execute("SELECT conv_id, SUM(credit) FROM attribution_markov GROUP BY conv_id"))
+        attributed = {row[0] for row in db.execute("SELECT DISTINCT conv_id FROM attribution_customer_journey")}
+    assert set(sums) == attributed != set()
+    assert max(abs(total - 1) for total in sums.values()) < 1e-9
+    assert pipeline.ReportResult(**orjson.loads(orjson.dumps(asdict(report)))) == report
 
 
 def test_steps_work_on_an_object_store_run_folder(sample_db, tmp_path, local_server):

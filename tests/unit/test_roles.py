@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from include import attributions, export, roles, schema
+from tests.unit.test_attributions import ledger_of
 from tests.warehouse_rows import add_conversions, add_sessions
 
 
@@ -23,20 +24,17 @@ def roles_db(db):
             ("s5", "u2", "2023-08-20 10:00:00", "Paid"),  # before the window
         ],
     )
-    add_conversions(db, [("c1", "u1", "2023-09-02 12:00:00", 100.0), ("c2", "u2", "2023-09-02 12:00:00", 40.0)])
-    attributions.replace_range_attributions(
-        db,
-        "2023-09-01",
-        "2023-09-07",
-        [
-            ("c1", "s1", 1.0, 0.25, 0.0, 0.4),
-            ("c1", "s2", 0.0, 0.75, 0.25, 0.3),
-            ("c1", "s3", 0.0, 0.0, 0.75, 0.3),
-            ("c2", "s5", 0.5, 0.0, 0.0, 0.2),
-            ("c2", "s4", 0.5, 0.0, 1.0, 0.8),
-        ],
-        tolerance=1e-6,
-        expected_rows=5,
+    conversions = [("c1", "u1", "2023-09-02 12:00:00", 100.0), ("c2", "u2", "2023-09-02 12:00:00", 40.0)]
+    add_conversions(db, conversions)
+    rows = [
+        ("c1", "s1", 1.0, 0.25, 0.0, 0.4),
+        ("c1", "s2", 0.0, 0.75, 0.25, 0.3),
+        ("c1", "s3", 0.0, 0.0, 0.75, 0.3),
+        ("c2", "s5", 0.5, 0.0, 0.0, 0.2),
+        ("c2", "s4", 0.5, 0.0, 1.0, 0.8),
+    ]
+    attributions.replace_attributions(
+        db, "2023-09-01", "2023-09-07", rows, ledger_of(rows, conversions), tolerance=1e-6, expected_rows=5
     )
     db.insert_many(
         "channel_roles",

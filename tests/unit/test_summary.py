@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from include.summary import SUMMARY_FILE, RunSummary
+from include.summary import LEFT_IN_PLACE, SUMMARY_FILE, RunSummary
 
 
 def make_summary(**overrides) -> RunSummary:
@@ -30,19 +30,18 @@ def make_summary(**overrides) -> RunSummary:
     return replace(summary, **overrides)
 
 
-def test_save_load_round_trip(tmp_path):
-    summary = make_summary()
-    path = summary.save(tmp_path)
-    assert path == tmp_path / SUMMARY_FILE
-    assert path.is_file()
+def test_json_load_round_trip(tmp_path):
+    summary = make_summary(html_replaced=False)
+    path = tmp_path / SUMMARY_FILE
+    path.write_bytes(summary.to_json())
     assert RunSummary.load(path) == summary
-    assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
 
 
-def test_save_replaces_a_previous_summary(tmp_path):
-    make_summary(attributed=1).save(tmp_path)
-    path = make_summary().save(tmp_path)
-    assert RunSummary.load(path).attributed == 1940
+def test_text_says_when_the_latest_files_are_an_earlier_runs():
+    assert "left in place" not in make_summary().text()
+    lines = make_summary(conversions=0, html_replaced=False).text().splitlines()
+    assert f"  latest files              {LEFT_IN_PLACE}" in lines
+    assert "no conversions in this range" in LEFT_IN_PLACE
 
 
 def test_text_contains_the_key_numbers():
