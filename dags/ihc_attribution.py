@@ -16,6 +16,10 @@ refuses, a schema that does not fit) fails the task at once; any other is retrie
 inclusive); a scheduled or backfill run uses its logical date. The param
 `export_training_journeys` makes `build_journeys` also write the journeys as
 `training_journeys.csv`, the file to train a conversion type from in the IHC web app.
+**Late and corrected data**: a run also attributes again the stored conversions within a look-back
+of its range whose journey changed since (late or corrected sessions, a re-dated conversion), and
+removes the rows of conversions deleted from its range; the param `reprocess` attributes them
+all again, changed or not. Daily runs, backfills and reruns leave the tables one run would.
 **Variables**: `ihc_chunk_size`, `ihc_max_journeys_per_request`, `ihc_max_sessions_per_request`,
 `ihc_request_concurrency`, `ihc_lookback_days`, `ihc_run_retention_days` and the retry knobs
 (README), each with its bounds. `init_db` checks the params, the trigger conf, every Variable,
@@ -132,20 +136,24 @@ def ihc_attribution():
 
     @pipeline_task(trigger_rule="none_failed", outlets=[Asset(settings.JOURNEYS_ASSET_URI)])
     def write_attributions(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResult]) -> WriteResult:
-        """Replace the range's attributions by the chunk results, in one transaction."""
+        """Replace the attributions of every conversion the run covers by the chunk results, in one
+        transaction."""
         return pipeline.write_step(run, chunks, results)
 
     @pipeline_task(outlets=[Asset(settings.REPORT_ASSET_URI)])
     def build_report(run: RunContext, written: WriteResult) -> ReportResult:
-        """Recompute channel_reporting for every session date the run can touch."""
+        """Score the Markov credits of the conversion dates whose data changed, then recompute
+        channel_reporting, channel_roles and channel_model_comparison for every session date the
+        run can touch."""
         return pipeline.report_step(run, written)
 
     @pipeline_task(outlets=[Asset(settings.CSV_ASSET_URI)])
     def export_csv(
         run: RunContext, extracted: ExtractResult, stats: JourneyStats, written: WriteResult, report: ReportResult
     ) -> RunSummary:
-        """channel_reporting as CSV with CPO and ROAS, the HTML report (model comparison, paths),
-        each the latest in the output folder and a copy in the run folder, and the run summary."""
+        """channel_reporting as CSV with CPO and ROAS, the roles CSV, the HTML report (model
+        comparison, paths) and the run summary: in the run folder, and as the latest set in the
+        output folder, replaced together (left alone by a run without conversions)."""
         return pipeline.export_step(run, extracted, stats, written, report)
 
     @pipeline_task()

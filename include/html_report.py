@@ -446,9 +446,9 @@ def _model_sections(inputs: ReportInputs, totals: Sequence[ChannelTotals], windo
     return (
         f"<section><h2>Model comparison</h2>{credits}"
         '<p class="note">How to read it: each rule-based model and IHC give every attributed conversion a credit '
-        "of 1 in total, split over its journey's sessions; the Markov model splits the range's conversions over the "
-        "channels by each channel's removal effect over the range's converting and non-converting paths. So each "
-        "column adds up to the attributed conversions.</p>"
+        "of 1 in total, split over its journey's sessions; the Markov model splits each conversion's 1 over its "
+        "journey's channels by their removal effects in the model of its conversion date (the converting and "
+        "browsing paths of that date's look-back). So each column adds up to the attributed conversions.</p>"
         f'<h3>ROAS by channel under each model</h3><p class="window">{html.escape(windows.sessions)}</p>'
         + _or_empty(inputs.window_credits, lambda: roas_table, "No model credits on these session dates.")
         + '<p class="note">Revenue each model credits to the channel\'s sessions on these dates, over the '
