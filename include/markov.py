@@ -357,40 +357,41 @@ def refresh(
 ) -> MarkovRefresh:
     """Count the browsing transitions of the dates the run reads, store the days that changed, and
     score again every conversion date in ``conversion_dates`` (those whose journeys the run
-    replaced) or whose look-back holds a changed day. Everything is read before the write
-    transaction, which only replaces rows."""
+    replaced) or whose look-back holds a changed day.
+
+    The counting, the step's long read, comes before the write transaction. The scoring reads
+    inside it, after this run's days are stored: a run going at the same time (a backfill's other
+    days) commits its days and journeys before or after, never in between, so whichever run
+    scores a date last sees every day and journey committed, and each date ends with one model."""
     first, last, lookback = window.first_session_date, window.dates.end, window.lookback_days
     counted = day_transitions(db, first, last, parts=parts, min_sessions_per_part=min_sessions_per_part)
     stored = _stored_days(db, first, last)
     empty: Moves = Counter()
     changed = sorted(d for d in counted.keys() | stored.keys() if counted.get(d, empty) != stored.get(d, empty))
-    scored_days = sorted(set(conversion_dates) | _dates_seeing(db, changed, lookback))
-    days: dict[str, Moves] = {}
-    if scored_days:
-        days = {**_stored_days(db, shifted_day(scored_days[0], -lookback), scored_days[-1]), **counted}
-    scored: list[tuple[str, list[tuple[str, str, float]]]] = []
+    conversions = 0
     session_dates: list[str] = []
-    for day in scored_days:
-        journeys = day_journeys(db, day)
-        effects: dict[str, float] = {}
-        if journeys:
-            counts = model_transitions(days, day, lookback, converters_transitions(db, day, lookback), journeys)
-            effects = Chain.of(as_transitions(counts)).removal_effects()
-            session_dates.extend(d for _, sessions in journeys for _, _, d in sessions)
-        scored.append((day, conversion_credits(journeys, effects)))
     with db.transaction():
         for day in changed:
             db.execute(DELETE_DAY, {"day": day})
             db.insert_many(
                 "markov_day_transitions", DAY_COLUMNS, [(day, a, b, n) for (a, b), n in counted.get(day, {}).items()]
             )
-        for day, rows in scored:
+        scored_days = sorted(set(conversion_dates) | _dates_seeing(db, changed, lookback))
+        days = _stored_days(db, shifted_day(scored_days[0], -lookback), scored_days[-1]) if scored_days else {}
+        for day in scored_days:
+            journeys = day_journeys(db, day)
+            effects: dict[str, float] = {}
+            if journeys:
+                counts = model_transitions(days, day, lookback, converters_transitions(db, day, lookback), journeys)
+                effects = Chain.of(as_transitions(counts)).removal_effects()
+                session_dates.extend(d for _, sessions in journeys for _, _, d in sessions)
             db.execute(DELETE_DAY_CREDITS, {"day": day})
-            db.insert_many("attribution_markov", CREDIT_COLUMNS, rows)
+            db.insert_many("attribution_markov", CREDIT_COLUMNS, conversion_credits(journeys, effects))
+            conversions += len(journeys)
     return MarkovRefresh(
         tuple(changed),
         tuple(scored_days),
-        len({row[0] for _, rows in scored for row in rows}),
+        conversions,
         min(session_dates, default=None),
         max(session_dates, default=None),
     )

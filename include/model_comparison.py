@@ -43,7 +43,9 @@ _CREDIT = {
     "position_based": """CASE WHEN touches = 1 THEN 1.0 WHEN touches = 2 THEN 0.5
                               WHEN position = 1 OR position = touches THEN 0.4
                               ELSE 0.2 / (touches - 2) END""",
-    "time_decay": "decay / SUM(decay) OVER (PARTITION BY conv_id)",
+    # Summed in the journey's order: the same bits whatever order the rows come in.
+    "time_decay": """decay / SUM(decay) OVER (PARTITION BY conv_id ORDER BY position
+                                              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)""",
     "markov": "markov",
 }
 
@@ -58,7 +60,7 @@ def _credited(conversions: str) -> str:
     short half-life never leaves a journey without weight; a weight under 2^-1000 is 0 (where
     PostgreSQL's POWER would fail on the underflow)."""
     union = " UNION ALL ".join(
-        f"SELECT '{model}' AS model, channel_name, date, revenue, {credit} AS credit FROM decayed"
+        f"SELECT '{model}' AS model, channel_name, date, revenue, {credit} AS credit, conv_id, position FROM decayed"
         for model, credit in _CREDIT.items()
     )
     return f"""
@@ -95,19 +97,30 @@ WITH_A_SESSION_IN_WINDOW = f"""
 
 DATED_IN_RANGE = "SELECT conv_id FROM conversions WHERE conv_date BETWEEN :start AND :end"
 
+# The credits are summed in a fixed order (as channel_reporting's are): every run rewrites the
+# attributions, so their physical order may change, and a rerun, a backfill or one run over the
+# same days must give the same sums, bit for bit.
 COMPARISON_WINDOW = f"""
-    {_credited(WITH_A_SESSION_IN_WINDOW)}
-    SELECT model, channel_name, date, SUM(credit), SUM(credit * revenue)
-    FROM credited
-    WHERE date BETWEEN :first AND :last
+    {_credited(WITH_A_SESSION_IN_WINDOW)},
+    ordered AS MATERIALIZED (
+        SELECT model, channel_name, date, credit, credit * revenue AS revenue
+        FROM credited
+        WHERE date BETWEEN :first AND :last
+        ORDER BY model, channel_name, date, conv_id, position)
+    SELECT model, channel_name, date, SUM(credit), SUM(revenue)
+    FROM ordered
     GROUP BY model, channel_name, date"""
 
 # One run's conversions, whatever their sessions' dates: each model's credits sum to the
 # number of the range's attributed conversions.
 RANGE_CREDITS = f"""
-    {_credited(DATED_IN_RANGE)}
-    SELECT model, channel_name, SUM(credit), SUM(credit * revenue)
-    FROM credited
+    {_credited(DATED_IN_RANGE)},
+    ordered AS MATERIALIZED (
+        SELECT model, channel_name, credit, credit * revenue AS revenue
+        FROM credited
+        ORDER BY model, channel_name, conv_id, position)
+    SELECT model, channel_name, SUM(credit), SUM(revenue)
+    FROM ordered
     GROUP BY model, channel_name"""
 
 # Each model's credit per channel over the session dates [first, last], as the table holds it.
@@ -131,10 +144,11 @@ class ModelCredit:
 
 def rebuild_model_comparison(db: Warehouse, first: str, last: str, half_life_days: float) -> None:
     """Recompute channel_model_comparison for the session dates [first, last] from the stored
-    journeys and their Markov credits, in one transaction (read first, then replaced)."""
+    journeys and their Markov credits, in one transaction: read under the write lock, so a run
+    going at the same time never has its credits replaced by rows read before them."""
     params = {"first": first, "last": last, "half_life_days": half_life_days}
-    rows = db.execute(COMPARISON_WINDOW, params).fetchall()
     with db.transaction():
+        rows = db.execute(COMPARISON_WINDOW, params).fetchall()
         db.execute(DELETE_COMPARISON_WINDOW, params)
         db.insert_many("channel_model_comparison", COMPARISON_COLUMNS, rows)
 

@@ -232,21 +232,33 @@ def test_deleted_and_redated_conversions_are_removed_and_moved_by_the_run_of_the
     assert warehouse.outputs() == reference.outputs()
 
 
-def test_late_and_redated_rows_reach_the_tables_through_airflow(dag, pipeline_env, monkeypatch, tmp_path):
-    """The same through dag.test(): a full run, then late, deleted and re-dated rows, then runs
-    of the late day and of the old dates; every table equals one full run over the new data."""
+def airflow_run_after_changes(dag, pipeline_env: Path, tmp_path: Path, monkeypatch, change: str, *ranges):
+    """dag.test() over the whole range, then ``change`` (a Changes method) made to the warehouse
+    and to a copy of it, then the runs of ``ranges``; returns the tables and those of one run over
+    the copy."""
     warehouse = Warehouse.at(pipeline_env)
     reference = Warehouse.at(tmp_path / "reference.db")
     shutil.copyfile(pipeline_env, reference.db)
     assert succeeded(run(dag))
     changes = Changes.picked(warehouse)
     for db in (warehouse, reference):
-        changes.make_late(db)
-        changes.redate_and_delete(db)
-
-    assert succeeded(run(dag, "2023-09-03", "2023-09-03"))
-    assert succeeded(run(dag, "2023-09-04", "2023-09-06"))
-
+        getattr(changes, change)(db)
+    for start, end in ranges:
+        assert succeeded(run(dag, start, end))
     monkeypatch.setenv("AIRFLOW_CONN_IHC_WAREHOUSE", f'{{"conn_type": "sqlite", "host": "{reference.db}"}}')
     assert succeeded(run(dag))
-    assert snapshot(reference.db) == snapshot(warehouse.db)
+    return snapshot(warehouse.db), snapshot(reference.db)
+
+
+def test_a_late_session_reaches_its_conversion_through_airflow(dag, pipeline_env, monkeypatch, tmp_path):
+    tables, reference = airflow_run_after_changes(
+        dag, pipeline_env, tmp_path, monkeypatch, "make_late", ("2023-09-03", "2023-09-03")
+    )
+    assert tables == reference
+
+
+def test_deleted_and_redated_conversions_reach_the_tables_through_airflow(dag, pipeline_env, monkeypatch, tmp_path):
+    tables, reference = airflow_run_after_changes(
+        dag, pipeline_env, tmp_path, monkeypatch, "redate_and_delete", ("2023-09-04", "2023-09-06")
+    )
+    assert tables == reference

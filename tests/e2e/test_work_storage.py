@@ -31,7 +31,12 @@ def test_run_files_live_under_the_configured_base(dag, pipeline_env, tmp_path, m
     chunks = sorted(p.name for p in (folder / "chunks").iterdir())
     assert chunks == [f"chunk-{i:04d}.jsonl" for i in range(4)]
     assert sorted(p.name for p in (folder / "results").iterdir()) == [f"chunk-{i:04d}.json" for i in range(4)]
-    assert {p.name for p in (folder / "extract").iterdir()} == {"conversions.jsonl", "sessions.jsonl"}
+    assert {p.name for p in (folder / "extract").iterdir()} == {
+        "conversions.jsonl",
+        "sessions.jsonl",
+        "stored_journeys.jsonl",
+    }
+    assert [p.name for p in (folder / "journeys").iterdir()] == ["ledger.jsonl"]
     assert RunSummary.load(folder / SUMMARY_FILE).chunks == 4
     assert not (settings.data_dir() / "runs" / folder.name).exists(), "nothing went to the default base"
 
