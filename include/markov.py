@@ -46,42 +46,69 @@ START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 Moves = Counter  # (from_state, to_state) -> count
 
 
-# Each day path's steps as (previous channel, channel) pairs, counted per session date. A path's
-# last step has no successor, so a state's transitions to (null) are its steps minus the steps it
-# precedes: one LAG per session and one GROUP BY, over the raw channel names (named as the report
-# names them afterwards, on the few groups). The window's sessions are tens of millions with
-# background traffic: they are read in path order from the covering index
+def _transitions_by(key: str, steps: str) -> str:
+    """The transition counts per ``key`` of the day paths whose steps ``steps`` selects as
+    (key, previous, channel_name): a path's last step has no successor, so a state's transitions
+    to (null) are its steps minus the steps it precedes. One GROUP BY over the raw channel names,
+    named as the report names them afterwards, on the few groups."""
+    return f"""
+    WITH steps AS NOT MATERIALIZED ({steps}),
+    pairs AS (
+        SELECT {key}, previous, channel_name, COUNT(*) AS n
+        FROM steps
+        GROUP BY {key}, previous, channel_name),
+    named AS (
+        SELECT {key}, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
+        FROM pairs),
+    moves AS (
+        SELECT {key}, previous AS from_state, channel AS to_state, n FROM named
+        UNION ALL
+        SELECT {key}, channel, '{NULL}', n FROM named
+        UNION ALL
+        SELECT {key}, previous, '{NULL}', -n FROM named WHERE previous <> '{START}')
+    SELECT {key}, from_state, to_state, SUM(n)
+    FROM moves
+    WHERE from_state <> to_state
+    GROUP BY {key}, from_state, to_state
+    HAVING SUM(n) <> 0"""
+
+
+# Every user's day paths, counted per session date. The window's sessions are tens of millions
+# with background traffic: they are read in path order from the covering index
 # idx_session_sources_path (user, date, time, session: SQLite is told to, it would take the date
 # index and sort), so neither database sorts or stores them. A NULL user_id is no user, left out.
-# {users} keeps one part's users (UserRange.condition) or the users converting on :day.
-DAY_TRANSITIONS = f"""
-    WITH steps AS NOT MATERIALIZED (
+# {users} keeps one part's users (UserRange.condition).
+DAY_TRANSITIONS = _transitions_by(
+    "event_date",
+    f"""
         SELECT event_date,
                LAG(channel_name, 1, '{START}') OVER (
                    PARTITION BY user_id, event_date ORDER BY event_time, session_id{{bytewise}}) AS previous,
                channel_name
         FROM session_sources{{sessions_by_user}}
-        WHERE event_date BETWEEN :first AND :last AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}),
-    pairs AS (
-        SELECT event_date, previous, channel_name, COUNT(*) AS n
-        FROM steps
-        GROUP BY event_date, previous, channel_name),
-    named AS (
-        SELECT event_date, {channel_named("previous")} AS previous, {channel_named("channel_name")} AS channel, n
-        FROM pairs),
-    moves AS (
-        SELECT event_date, previous AS from_state, channel AS to_state, n FROM named
-        UNION ALL
-        SELECT event_date, channel, '{NULL}', n FROM named
-        UNION ALL
-        SELECT event_date, previous, '{NULL}', -n FROM named WHERE previous <> '{START}')
-    SELECT event_date, from_state, to_state, SUM(n)
-    FROM moves
-    WHERE from_state <> to_state
-    GROUP BY event_date, from_state, to_state
-    HAVING SUM(n) <> 0"""
+        WHERE event_date BETWEEN :first AND :last AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}""",
+)
 
-CONVERTING_ON_DAY = " AND user_id IN (SELECT user_id FROM conversions WHERE conv_date = :day)"
+# The day paths in each conversion date's look-back of the users converting on it, counted per
+# conversion date, for the dates [:reach_start, :reach_end] at once: the users are a few thousand,
+# sought by user in the same index (u.first_date is the conversion date, as the dialect's
+# look-back arithmetic names it).
+CONVERTERS_TRANSITIONS = _transitions_by(
+    "day",
+    f"""
+        SELECT u.first_date AS day,
+               LAG(s.channel_name, 1, '{START}') OVER (
+                   PARTITION BY u.first_date, s.user_id, s.event_date
+                   ORDER BY s.event_time, s.session_id{{bytewise}}) AS previous,
+               s.channel_name
+        FROM (SELECT DISTINCT conv_date AS first_date, user_id
+              FROM conversions
+              WHERE conv_date BETWEEN :reach_start AND :reach_end AND user_id IS NOT NULL
+                AND {{conv_date_is_a_day}}) u
+        JOIN session_sources s{{sessions_by_user}}
+          ON s.user_id = u.user_id AND s.event_date BETWEEN {{lookback_start}} AND u.first_date
+        WHERE TRIM(s.channel_name) <> ''""",
+)
 
 STORED_DAYS = """
     SELECT date, from_state, to_state, n FROM markov_day_transitions WHERE date BETWEEN :first AND :last"""
@@ -236,14 +263,14 @@ def day_transitions(
     return {day: Counter({k: n for k, n in moves.items() if n}) for day, moves in days.items()}
 
 
-def converters_transitions(db: Warehouse, day: str, lookback_days: int) -> Moves:
-    """The day paths in the look-back of ``day`` of the users converting on it: left out of the
-    browsing paths of its model."""
-    params = {"first": shifted_day(day, -lookback_days), "last": day, "day": day}
-    moves: Moves = Counter()
-    for _, from_state, to_state, n in db.execute(DAY_TRANSITIONS.replace("{users}", CONVERTING_ON_DAY), params):
-        moves[from_state, to_state] += int(n)
-    return moves
+def converters_transitions(db: Warehouse, first_day: str, last_day: str, lookback_days: int) -> dict[str, Moves]:
+    """For each conversion date in [first_day, last_day], the day paths in its look-back of the
+    users converting on it: left out of the browsing paths of its model."""
+    params = {"reach_start": first_day, "reach_end": last_day, "lookback_days": lookback_days}
+    days: dict[str, Moves] = defaultdict(Counter)
+    for day, from_state, to_state, n in db.execute(CONVERTERS_TRANSITIONS, params):
+        days[day][from_state, to_state] += int(n)
+    return dict(days)
 
 
 def path_transitions(paths: Iterable[list[str]], end: str) -> Moves:
@@ -377,12 +404,15 @@ def refresh(
                 "markov_day_transitions", DAY_COLUMNS, [(day, a, b, n) for (a, b), n in counted.get(day, {}).items()]
             )
         scored_days = sorted(set(conversion_dates) | _dates_seeing(db, changed, lookback))
-        days = _stored_days(db, shifted_day(scored_days[0], -lookback), scored_days[-1]) if scored_days else {}
+        days, converters = {}, {}
+        if scored_days:
+            days = _stored_days(db, shifted_day(scored_days[0], -lookback), scored_days[-1])
+            converters = converters_transitions(db, scored_days[0], scored_days[-1], lookback)
         for day in scored_days:
             journeys = day_journeys(db, day)
             effects: dict[str, float] = {}
             if journeys:
-                counts = model_transitions(days, day, lookback, converters_transitions(db, day, lookback), journeys)
+                counts = model_transitions(days, day, lookback, converters.get(day, Counter()), journeys)
                 effects = Chain.of(as_transitions(counts)).removal_effects()
                 session_dates.extend(d for _, sessions in journeys for _, _, d in sessions)
             db.execute(DELETE_DAY_CREDITS, {"day": day})

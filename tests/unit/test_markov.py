@@ -71,7 +71,7 @@ def paths_db(db):
 
 def model_of(db, day: str = DAY, parts: int | None = None) -> Counter:
     days = markov.day_transitions(db, WINDOW.first_session_date, WINDOW.dates.end, parts=parts)
-    converters = markov.converters_transitions(db, day, WINDOW.lookback_days)
+    converters = markov.converters_transitions(db, day, day, WINDOW.lookback_days).get(day, Counter())
     return markov.model_transitions(days, day, WINDOW.lookback_days, converters, markov.day_journeys(db, day))
 
 
