@@ -78,15 +78,19 @@ def _transitions_by(key: str, steps: str) -> str:
 # idx_session_sources_path (user, date, time, session: SQLite is told to, it would take the date
 # index and sort), so neither database sorts or stores them. A NULL user_id is no user, left out.
 # {users} keeps one part's users (UserRange.condition).
+# One window partition per user, not per user and day: SQLite starts each partition afresh, and
+# at 100x background the days' partitions took 72 s where the users' take 51 s; a step whose
+# previous session is of another day starts its day's path.
 DAY_TRANSITIONS = _transitions_by(
     "event_date",
     f"""
         SELECT event_date,
-               LAG(channel_name, 1, '{START}') OVER (
-                   PARTITION BY user_id, event_date ORDER BY event_time, session_id{{bytewise}}) AS previous,
+               CASE WHEN LAG(event_date) OVER by_user = event_date THEN LAG(channel_name) OVER by_user
+                    ELSE '{START}' END AS previous,
                channel_name
         FROM session_sources{{sessions_by_user}}
-        WHERE event_date BETWEEN :first AND :last AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}""",
+        WHERE event_date BETWEEN :first AND :last AND user_id IS NOT NULL AND TRIM(channel_name) <> ''{{users}}
+        WINDOW by_user AS (PARTITION BY user_id ORDER BY event_date, event_time, session_id{{bytewise}})""",
 )
 
 # The day paths in each conversion date's look-back of the users converting on it, counted per
