@@ -681,13 +681,14 @@ def parts_table(results: dict[str, dict[str, list[Measure]]]) -> list[str]:
         "## The report step's parts",
         "",
         "Each part timed alone after the report step, over the same window (opening the warehouse included). "
-        "Models: all rule-based models and Markov written to channel_model_comparison; Markov: its transition "
-        "counts and removal effects alone. Peak RSS: the stage process's high-water mark while the part ran, "
+        "Models: every model's rows of channel_model_comparison, from the stored credits; Markov: the day paths "
+        "counted, and every conversion date of the range scored again, its credits stored (markov.refresh). "
+        "Peak RSS: the stage process's high-water mark while the part ran, "
         "reset before it (SQLite works in the process, PostgreSQL in its server). On SQLite the Markov model "
         "reads its ranges of users in processes of its own, one per core at once: the last column is the largest "
         "one's peak RSS (ru_maxrss, an upper bound: Linux counts in it the parent's pages at the spawn).",
         "",
-        "| dataset | database | report step | channel_reporting | roles | models | of which Markov "
+        "| dataset | database | report step | channel_reporting | roles | models | Markov "
         "| (roles + Markov) / channel_reporting | peak RSS: channel_reporting, roles, Markov "
         "| peak RSS of a Markov reader process |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
