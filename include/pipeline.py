@@ -217,13 +217,7 @@ def write_step(run: RunContext, chunks: list[ChunkInfo], results: list[ChunkResu
     if check.removed:
         log.warning("removed the rows of %d stored conversions deleted or moved out of reach", check.removed)
     return WriteResult(
-        conversions=check.conversions,
-        rows=check.rows,
-        max_sum_error=check.max_sum_error,
-        first_session_date=check.first_session_date,
-        last_session_date=check.last_session_date,
-        conversion_dates=list(check.conversion_dates),
-        removed=check.removed,
+        **{**asdict(check), "conversion_dates": list(check.conversion_dates)},
         chunks=len(chunks),
         requests=sum(r.requests for r in ordered),
         attempts=sum(r.attempts for r in ordered),

@@ -264,7 +264,7 @@ class RunWindow:
     @property
     def first_session_date(self) -> str:
         """The earliest session date the run reads: the look-back before its first conversion date."""
-        return (date.fromisoformat(self.dates.start) - timedelta(days=self.lookback_days)).isoformat()
+        return shifted_day(self.dates.start, -self.lookback_days)
 
     def to_xcom(self) -> dict[str, object]:
         return {"start": self.dates.start, "end": self.dates.end, "lookback_days": self.lookback_days}
